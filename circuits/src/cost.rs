@@ -1,0 +1,186 @@
+//! The cost model: bootstraps, lookup precisions, and the noise amplification (weight
+//! 2-norm) in front of every lookup, which is what TFHE parameter selection needs.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::FusedRounding;
+use crate::ir::{Circuit, NodeId, Op};
+use crate::range::{BitWidth, Interval};
+
+/// Where a bootstrap happens and what it reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupSite {
+    /// The lookup (or materialised rounding) node.
+    pub node: NodeId,
+    /// Flat element index.
+    pub element: usize,
+    /// The range of the value the bootstrap reads (before a fused rounding).
+    pub input_range: Interval,
+    /// The rounding fused in front, if any.
+    pub rounding_lsbs: u32,
+    /// Whether that rounding is approximate (the bootstrap then reads only the kept bits).
+    pub approximate: bool,
+    /// The precision the bootstrap must resolve.
+    pub precision: BitWidth,
+    /// 2-norm of the weights between the noise sources (inputs, earlier lookups) and this
+    /// bootstrap's input, with every source counted as unit noise.
+    pub norm2: f64,
+}
+
+/// What evaluating a circuit once costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Programmable bootstraps per evaluation.
+    pub bootstraps: usize,
+    /// Leveled multiply-add terms per evaluation.
+    pub leveled_terms: usize,
+    /// Every bootstrap.
+    pub lookups: Vec<LookupSite>,
+    /// Largest bootstrap precision (0 without any).
+    pub max_precision: BitWidth,
+    /// Largest 2-norm in front of a bootstrap (0 without any).
+    pub max_norm2: f64,
+    /// Largest signed width of any value in the circuit.
+    pub max_value_bits: BitWidth,
+}
+
+/// Propagates noise variance through the leveled operations.
+///
+/// `source(node, element)` gives the variance of each source element (inputs, lookups,
+/// materialised roundings); linear operations combine them as independent noises
+/// (`Σ w²·v`), except `Add`/`Sub` of two tensors, which may share sources and are bounded
+/// with `(√va + √vb)²`. A fused rounding divides the variance by `4^lsbs`.
+pub fn propagate_variance(circuit: &Circuit, source: impl Fn(NodeId, usize) -> f64) -> Vec<Vec<f64>> {
+    let mut var: Vec<Vec<f64>> = Vec::with_capacity(circuit.nodes().len());
+    for (i, node) in circuit.nodes().iter().enumerate() {
+        let id = NodeId(i);
+        let v: Vec<f64> = match &node.op {
+            Op::Input { .. } | Op::Lookup(..) => (0..node.len()).map(|e| source(id, e)).collect(),
+            Op::Add(a, b) | Op::Sub(a, b) => var[a.0]
+                .iter()
+                .zip(&var[b.0])
+                .map(|(x, y)| (x.sqrt() + y.sqrt()).powi(2))
+                .collect(),
+            Op::AddConst(x, _) => var[x.0].clone(),
+            Op::MulConst(x, c) => match c.broadcast(IxDyn(&node.shape)) {
+                Some(c) => var[x.0].iter().zip(c.iter()).map(|(v, c)| v * (*c as f64).powi(2)).collect(),
+                None => var[x.0].clone(),
+            },
+            Op::MatMul(x, w) => {
+                let (k, m) = (w.nrows(), w.ncols());
+                let xs = &var[x.0];
+                (0..node.len())
+                    .map(|e| {
+                        let (r, j) = (e / m.max(1), e % m.max(1));
+                        (0..k).map(|i| (w[[i, j]] as f64).powi(2) * xs[r * k + i]).sum()
+                    })
+                    .collect()
+            }
+            Op::Sum { input, axis } => {
+                let shape = &circuit.node(*input).shape;
+                match ArrayD::from_shape_vec(IxDyn(shape), var[input.0].clone()) {
+                    Ok(a) => a.sum_axis(Axis(*axis)).iter().copied().collect(),
+                    Err(_) => vec![f64::INFINITY; node.len()],
+                }
+            }
+            // A materialised rounding is a bootstrap: a fresh source.
+            Op::Round { .. } => (0..node.len()).map(|e| source(id, e)).collect(),
+            Op::Gather { input, indices } => indices.iter().map(|&j| var[input.0][j]).collect(),
+            Op::Reshape(x) => var[x.0].clone(),
+            Op::Concat { inputs, axis } => {
+                let parts: Vec<ArrayD<f64>> = inputs
+                    .iter()
+                    .filter_map(|p| ArrayD::from_shape_vec(IxDyn(&circuit.node(*p).shape), var[p.0].clone()).ok())
+                    .collect();
+                let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+                match ndarray::concatenate(Axis(*axis), &views) {
+                    Ok(a) => a.iter().copied().collect(),
+                    Err(_) => vec![f64::INFINITY; node.len()],
+                }
+            }
+        };
+        var.push(v);
+    }
+    var
+}
+
+/// For a lookup node: the node its bootstraps read, and the rounding fused in between.
+pub fn lookup_source(circuit: &Circuit, lookup_input: NodeId) -> (NodeId, Option<FusedRounding>) {
+    match &circuit.node(lookup_input).op {
+        Op::Round { input, lsbs, mode } => (*input, Some(FusedRounding { lsbs: *lsbs, mode: *mode })),
+        _ => (lookup_input, None),
+    }
+}
+
+/// The precision a bootstrap needs to read `range` through `rounding`.
+pub fn read_precision(range: Interval, rounding: Option<FusedRounding>) -> BitWidth {
+    match rounding {
+        Some(r) if r.mode == crate::ir::RoundingMode::Approximate => {
+            BitWidth(range.span_bits().0.saturating_sub(r.lsbs).max(1))
+        }
+        _ => range.span_bits(),
+    }
+}
+
+impl Circuit {
+    /// The cost model of this circuit.
+    pub fn cost(&self) -> CostReport {
+        let var = propagate_variance(self, |_, _| 1.0);
+        let mut lookups = Vec::new();
+        let mut leveled_terms = 0;
+        for (i, node) in self.nodes().iter().enumerate() {
+            match &node.op {
+                Op::Lookup(x, _) => {
+                    let (source, rounding) = lookup_source(self, *x);
+                    for e in 0..node.len() {
+                        let input_range = self.node(source).ranges[e];
+                        lookups.push(LookupSite {
+                            node: NodeId(i),
+                            element: e,
+                            input_range,
+                            rounding_lsbs: rounding.map_or(0, |r| r.lsbs),
+                            approximate: rounding.is_some_and(|r| r.mode == crate::ir::RoundingMode::Approximate),
+                            precision: read_precision(input_range, rounding),
+                            norm2: var[source.0][e].sqrt(),
+                        });
+                    }
+                }
+                Op::Round { input, lsbs, mode }
+                    if self.outputs().contains(&NodeId(i))
+                        || self.consumers()[i].iter().any(|c| !matches!(self.node(*c).op, Op::Lookup(..))) =>
+                {
+                    let rounding = Some(FusedRounding { lsbs: *lsbs, mode: *mode });
+                    for e in 0..node.len() {
+                        let input_range = self.node(*input).ranges[e];
+                        lookups.push(LookupSite {
+                            node: NodeId(i),
+                            element: e,
+                            input_range,
+                            rounding_lsbs: *lsbs,
+                            approximate: *mode == crate::ir::RoundingMode::Approximate,
+                            precision: read_precision(input_range, rounding),
+                            norm2: var[input.0][e].sqrt(),
+                        });
+                    }
+                }
+                Op::Add(..) | Op::Sub(..) => leveled_terms += 2 * node.len(),
+                Op::AddConst(..) | Op::MulConst(..) => leveled_terms += node.len(),
+                Op::MatMul(_, w) => {
+                    let rows = node.len() / w.ncols().max(1);
+                    leveled_terms += rows * w.iter().filter(|v| **v != 0).count();
+                }
+                Op::Sum { input, .. } => leveled_terms += self.node(*input).len(),
+                _ => {}
+            }
+        }
+        CostReport {
+            bootstraps: lookups.len(),
+            leveled_terms,
+            max_precision: lookups.iter().map(|l| l.precision).max().unwrap_or(BitWidth(0)),
+            max_norm2: lookups.iter().map(|l| l.norm2).fold(0.0, f64::max),
+            max_value_bits: self.nodes().iter().map(|n| n.range().signed_bits()).max().unwrap_or(BitWidth(1)),
+            lookups,
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! A circuit compiled for TFHE: its plan, keys, encryption, server evaluation,
+//! decryption and simulation.
+
+use fheml_circuits::{Circuit, Interval, Tensor, evaluate, evaluate_batch, shape_inputs};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::prelude::*;
+use tfhe::shortint::{ClientKey as ShortintClientKey, CompressedServerKey, ServerKey};
+
+use crate::envelope::{self, Kind};
+use crate::error::{FheError, Result};
+use crate::fingerprint::Fingerprint;
+use crate::params::ParameterSetId;
+use crate::plan::{CompileReport, FheConfig, Plan, plan};
+use crate::simulate::SimulatedBackend;
+use crate::tfhe_backend::{Ct, TfheBackend};
+
+/// A circuit with its TFHE plan. Holds the model: it stays on the server; the client only
+/// needs [`CompiledCircuit::client_spec`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompiledCircuit {
+    circuit: Circuit,
+    plan: Plan,
+    fingerprint: Fingerprint,
+}
+
+/// What the client needs to encrypt inputs and decrypt outputs, and nothing of the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    /// The compiled circuit this spec belongs to.
+    pub fingerprint: Fingerprint,
+    /// The parameter set keys are generated for.
+    pub parameter_set: ParameterSetId,
+    /// Whether the server needs an evaluation key.
+    pub needs_evaluation_key: bool,
+    /// Per input: shape, admissible range and `log2 Δ` of every element.
+    pub inputs: Vec<(Vec<usize>, Vec<Interval>, Vec<u32>)>,
+    /// Per output: number of elements.
+    pub outputs: Vec<usize>,
+}
+
+/// The client's secret key. Never leaves the client.
+#[derive(Serialize, Deserialize)]
+pub struct ClientKey {
+    fingerprint: Fingerprint,
+    parameter_set: ParameterSetId,
+    key: ShortintClientKey,
+}
+
+/// What the server needs to evaluate: bootstrapping and keyswitching keys, or nothing for
+/// leveled-only circuits.
+#[derive(Serialize, Deserialize)]
+pub struct EvaluationKey {
+    fingerprint: Fingerprint,
+    key: Option<ServerKey>,
+}
+
+/// The evaluation key in its seeded (compressed) form, for transport.
+#[derive(Serialize, Deserialize)]
+pub struct CompressedEvaluationKey {
+    fingerprint: Fingerprint,
+    key: Option<CompressedServerKey>,
+}
+
+/// Encrypted inputs of a batch: per sample, all input elements in one seeded list (the
+/// masks are regenerated from a seed, so a ciphertext costs one word on the wire).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptedInputs {
+    fingerprint: Fingerprint,
+    samples: Vec<SeededLweCiphertextListOwned<u64>>,
+}
+
+/// Encrypted outputs of a batch: per sample, all output elements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptedOutputs {
+    fingerprint: Fingerprint,
+    samples: Vec<(LweCiphertextListOwned<u64>, Vec<u32>)>,
+}
+
+/// Size limits when reading untrusted bytes.
+pub mod limits {
+    /// Keys: the largest vetted evaluation key is a few GiB.
+    pub const KEY_BYTES: usize = 8 << 30;
+    /// One ciphertext batch.
+    pub const CIPHERTEXT_BYTES: usize = 1 << 30;
+    /// A compiled model.
+    pub const MODEL_BYTES: usize = 256 << 20;
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl CompiledCircuit {
+    /// Plans `circuit` for TFHE under `config`: encodings, noise, parameter set.
+    pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
+        let plan = plan(&circuit, config)?;
+        let bytes = bincode::serde::encode_to_vec((&circuit, &plan.parameter_set, &plan.deltas), bincode::config::standard())
+            .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
+        Ok(Self { fingerprint: Fingerprint::of(&bytes), circuit, plan })
+    }
+
+    /// The circuit.
+    pub fn circuit(&self) -> &Circuit {
+        &self.circuit
+    }
+
+    /// What compilation decided.
+    pub fn report(&self) -> &CompileReport {
+        &self.plan.report
+    }
+
+    /// The plan (encodings and noise).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Identity of this compiled circuit.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The client's part.
+    pub fn client_spec(&self) -> ClientSpec {
+        ClientSpec {
+            fingerprint: self.fingerprint,
+            parameter_set: self.plan.parameter_set,
+            needs_evaluation_key: self.plan.report.needs_evaluation_key,
+            inputs: self
+                .circuit
+                .inputs()
+                .iter()
+                .map(|id| {
+                    let node = self.circuit.node(*id);
+                    (node.shape.clone(), node.ranges.clone(), self.plan.deltas[id.0].clone())
+                })
+                .collect(),
+            outputs: self.circuit.outputs().iter().map(|id| self.circuit.node(*id).len()).collect(),
+        }
+    }
+
+    /// Generates a client key and the matching evaluation key.
+    pub fn keygen(&self) -> (ClientKey, EvaluationKey) {
+        self.client_spec().keygen()
+    }
+
+    fn check_key(&self, what: &'static str, found: &Fingerprint) -> Result<()> {
+        if found != &self.fingerprint {
+            return Err(FheError::WrongModel { what, expected: self.fingerprint.short(), found: found.short() });
+        }
+        Ok(())
+    }
+
+    /// Server side: evaluates a batch of encrypted samples (in parallel). Needs no secret.
+    pub fn run(&self, key: &EvaluationKey, inputs: &EncryptedInputs) -> Result<EncryptedOutputs> {
+        self.check_key("evaluation key", &key.fingerprint)?;
+        self.check_key("encrypted inputs", &inputs.fingerprint)?;
+        if self.plan.report.needs_evaluation_key && key.key.is_none() {
+            return Err(FheError::MissingEvaluationKey);
+        }
+        let params = self.plan.parameter_set.set().params;
+        let lwe_size = LweSize(self.plan.parameter_set.set().big_lwe_dimension() + 1);
+        let backend = TfheBackend {
+            circuit: &self.circuit,
+            deltas: &self.plan.deltas,
+            server_key: key.key.as_ref(),
+            params,
+            lwe_size,
+        };
+        let spec = self.client_spec();
+        let batch = inputs
+            .samples
+            .par_iter()
+            .map(|list| self.unpack_inputs(&spec, list, lwe_size))
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = evaluate_batch(&self.circuit, &backend, batch)?;
+        let samples = outputs
+            .into_iter()
+            .map(|tensors| {
+                let cts: Vec<&Ct> = tensors.iter().flat_map(|t| t.iter()).collect();
+                let deltas = cts.iter().map(|c| c.delta_log).collect();
+                let mut data = Vec::with_capacity(cts.len() * lwe_size.0);
+                for ct in cts {
+                    data.extend_from_slice(ct.lwe.as_ref());
+                }
+                (LweCiphertextList::from_container(data, lwe_size, params.ciphertext_modulus), deltas)
+            })
+            .collect();
+        Ok(EncryptedOutputs { fingerprint: self.fingerprint, samples })
+    }
+
+    fn unpack_inputs(
+        &self,
+        spec: &ClientSpec,
+        list: &SeededLweCiphertextListOwned<u64>,
+        lwe_size: LweSize,
+    ) -> Result<Vec<Tensor<Ct>>> {
+        let expected: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
+        if list.lwe_size() != lwe_size || list.lwe_ciphertext_count().0 != expected {
+            return Err(FheError::BadCiphertexts(format!(
+                "{} ciphertexts of size {}, the circuit takes {expected} of size {}",
+                list.lwe_ciphertext_count().0,
+                list.lwe_size().0,
+                lwe_size.0
+            )));
+        }
+        let full = list.clone().decompress_into_lwe_ciphertext_list();
+        let mut cts = full.iter().map(|c| LweCiphertextOwned::from_container(c.as_ref().to_vec(), c.ciphertext_modulus()));
+        spec.inputs
+            .iter()
+            .map(|(shape, _, deltas)| {
+                let values: Vec<Ct> = deltas
+                    .iter()
+                    .map(|d| cts.next().map(|lwe| Ct { lwe, delta_log: *d }))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| FheError::BadCiphertexts("too few ciphertexts".into()))?;
+                ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| FheError::BadCiphertexts(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Simulation: clear evaluation with bootstrap errors injected at the compiled failure
+    /// probabilities; `seed` makes it reproducible.
+    pub fn simulate(&self, batch: &[Vec<Vec<i64>>], seed: u64) -> Result<Vec<Vec<Vec<i64>>>> {
+        batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, sample)| {
+                let backend = SimulatedBackend { circuit: &self.circuit, plan: &self.plan, seed: splitmix(seed ^ splitmix(i as u64)) };
+                let outs = evaluate(&self.circuit, &backend, shape_inputs(&self.circuit, sample)?)?;
+                Ok(outs.into_iter().map(|t| t.iter().copied().collect()).collect())
+            })
+            .collect()
+    }
+
+    /// Serialises the compiled circuit (server side).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        envelope::seal(Kind::Model, &self.fingerprint, self)
+    }
+
+    /// Reads a compiled circuit.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let me: Self = envelope::open(bytes, Kind::Model, None, limits::MODEL_BYTES)?;
+        let header = envelope::peek_fingerprint(bytes, Kind::Model)?;
+        if header != me.fingerprint {
+            return Err(FheError::Format { what: "model", detail: "fingerprint does not match the content".into() });
+        }
+        Ok(me)
+    }
+}
+
+impl ClientSpec {
+    /// Generates a client key and the matching evaluation key.
+    pub fn keygen(&self) -> (ClientKey, EvaluationKey) {
+        let set = self.parameter_set.set();
+        let key = ShortintClientKey::new(set.params);
+        let server = self.needs_evaluation_key.then(|| ServerKey::new(&key));
+        (
+            ClientKey { fingerprint: self.fingerprint, parameter_set: self.parameter_set, key },
+            EvaluationKey { fingerprint: self.fingerprint, key: server },
+        )
+    }
+
+    /// Generates a client key and the compressed evaluation key (for transport).
+    pub fn keygen_compressed(&self) -> (ClientKey, CompressedEvaluationKey) {
+        let set = self.parameter_set.set();
+        let key = ShortintClientKey::new(set.params);
+        let server = self.needs_evaluation_key.then(|| CompressedServerKey::new(&key));
+        (
+            ClientKey { fingerprint: self.fingerprint, parameter_set: self.parameter_set, key },
+            CompressedEvaluationKey { fingerprint: self.fingerprint, key: server },
+        )
+    }
+
+    fn check(&self, what: &'static str, found: &Fingerprint) -> Result<()> {
+        if found != &self.fingerprint {
+            return Err(FheError::WrongModel { what, expected: self.fingerprint.short(), found: found.short() });
+        }
+        Ok(())
+    }
+
+    /// Encrypts a batch: each sample is the list of flat circuit inputs.
+    pub fn encrypt(&self, key: &ClientKey, batch: &[Vec<Vec<i64>>]) -> Result<EncryptedInputs> {
+        self.check("client key", &key.fingerprint)?;
+        let (secret, noise) = key.key.encryption_key_and_noise();
+        let modulus = key.key.parameters().ciphertext_modulus();
+        let lwe_size = secret.lwe_dimension().to_lwe_size();
+        let samples = batch
+            .iter()
+            .map(|sample| {
+                let plaintexts = self.encode_sample(sample)?;
+                let mut seeder = new_seeder();
+                let mut list = SeededLweCiphertextList::new(
+                    0u64,
+                    lwe_size,
+                    LweCiphertextCount(plaintexts.len()),
+                    seeder.seed().into(),
+                    modulus,
+                );
+                par_encrypt_seeded_lwe_ciphertext_list(
+                    &secret,
+                    &mut list,
+                    &PlaintextList::from_container(plaintexts),
+                    noise,
+                    seeder.as_mut(),
+                );
+                Ok(list)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EncryptedInputs { fingerprint: self.fingerprint, samples })
+    }
+
+    fn encode_sample(&self, sample: &[Vec<i64>]) -> Result<Vec<u64>> {
+        if sample.len() != self.inputs.len() {
+            return Err(FheError::BadInput(format!("{} inputs given, the circuit takes {}", sample.len(), self.inputs.len())));
+        }
+        let mut plaintexts = Vec::new();
+        for (index, (values, (_, ranges, deltas))) in sample.iter().zip(&self.inputs).enumerate() {
+            if values.len() != ranges.len() {
+                return Err(FheError::BadInput(format!("input {index}: {} values, expected {}", values.len(), ranges.len())));
+            }
+            for (e, ((v, r), d)) in values.iter().zip(ranges).zip(deltas).enumerate() {
+                if !r.contains(*v) {
+                    return Err(FheError::BadInput(format!(
+                        "input {index} element {e}: {v} is outside [{}, {}]",
+                        r.lo, r.hi
+                    )));
+                }
+                plaintexts.push((*v as u64).wrapping_shl(*d));
+            }
+        }
+        Ok(plaintexts)
+    }
+
+    /// Decrypts a batch of outputs: per sample, the flat values of each output.
+    pub fn decrypt(&self, key: &ClientKey, outputs: &EncryptedOutputs) -> Result<Vec<Vec<Vec<i64>>>> {
+        self.check("client key", &key.fingerprint)?;
+        self.check("encrypted outputs", &outputs.fingerprint)?;
+        let secret = key.key.encryption_key();
+        let total: usize = self.outputs.iter().sum();
+        outputs
+            .samples
+            .iter()
+            .map(|(list, deltas)| {
+                if list.lwe_ciphertext_count().0 != total || deltas.len() != total || list.lwe_size() != secret.lwe_dimension().to_lwe_size() {
+                    return Err(FheError::BadCiphertexts(format!(
+                        "{} output ciphertexts, expected {total}",
+                        list.lwe_ciphertext_count().0
+                    )));
+                }
+                let mut values = list.iter().zip(deltas).map(|(ct, d)| {
+                    let p = decrypt_lwe_ciphertext(&secret, &ct).0;
+                    let d = (*d).clamp(1, 63);
+                    (p.wrapping_add(1u64 << (d - 1)) as i64) >> d
+                });
+                Ok(self.outputs.iter().map(|n| values.by_ref().take(*n).collect()).collect())
+            })
+            .collect()
+    }
+}
+
+macro_rules! envelope_io {
+    ($ty:ty, $kind:expr, $limit:expr) => {
+        impl $ty {
+            /// Serialises into a checked envelope.
+            pub fn to_bytes(&self) -> Result<Vec<u8>> {
+                envelope::seal($kind, &self.fingerprint, self)
+            }
+
+            /// Reads from bytes, refusing anything made for another model than `expected`.
+            pub fn from_bytes(bytes: &[u8], expected: &Fingerprint) -> Result<Self> {
+                envelope::open(bytes, $kind, Some(expected), $limit)
+            }
+
+            /// The compiled circuit this belongs to.
+            pub fn fingerprint(&self) -> Fingerprint {
+                self.fingerprint
+            }
+        }
+    };
+}
+
+envelope_io!(ClientKey, Kind::ClientKey, limits::KEY_BYTES);
+envelope_io!(EvaluationKey, Kind::EvaluationKey, limits::KEY_BYTES);
+envelope_io!(CompressedEvaluationKey, Kind::CompressedEvaluationKey, limits::KEY_BYTES);
+envelope_io!(EncryptedInputs, Kind::EncryptedInputs, limits::CIPHERTEXT_BYTES);
+envelope_io!(EncryptedOutputs, Kind::EncryptedOutputs, limits::CIPHERTEXT_BYTES);
+
+impl CompressedEvaluationKey {
+    /// Expands the seeded key for evaluation.
+    pub fn decompress(&self) -> EvaluationKey {
+        EvaluationKey { fingerprint: self.fingerprint, key: self.key.as_ref().map(CompressedServerKey::decompress) }
+    }
+}
+
+impl EncryptedInputs {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+impl ClientKey {
+    /// The parameter set of this key.
+    pub fn parameter_set(&self) -> ParameterSetId {
+        self.parameter_set
+    }
+}

@@ -1,0 +1,51 @@
+//! The runtime's error type.
+
+use fheml_circuits::CircuitError;
+
+/// Everything that can go wrong while compiling, generating keys, encrypting, evaluating,
+/// decrypting or (de)serialising.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FheError {
+    /// The circuit itself is malformed or failed in clear evaluation.
+    #[error(transparent)]
+    Circuit(#[from] CircuitError),
+    /// No vetted parameter set evaluates the circuit within the requested failure probability.
+    #[error("no parameter set fits: {0}")]
+    NoParameters(String),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Evaluation needs an evaluation key with bootstrapping keys, and none was given.
+    #[error("this circuit has table lookups: the server needs an evaluation key with bootstrapping keys")]
+    MissingEvaluationKey,
+    /// A file or byte buffer is not what it claims to be.
+    #[error("{what}: {detail}")]
+    Format {
+        /// The kind of object being read.
+        what: &'static str,
+        /// What is wrong, and what to do.
+        detail: String,
+    },
+    /// A key or ciphertext was made for another compiled circuit.
+    #[error(
+        "{what} belongs to another model (fingerprint {found}, this model is {expected}); generate keys and ciphertexts with this model"
+    )]
+    WrongModel {
+        /// The kind of object.
+        what: &'static str,
+        /// The model's fingerprint.
+        expected: String,
+        /// The object's fingerprint.
+        found: String,
+    },
+    /// Ciphertexts have the wrong count or size for this circuit.
+    #[error("ciphertext batch does not fit the circuit: {0}")]
+    BadCiphertexts(String),
+    /// Input values do not fit the circuit.
+    #[error("input rejected: {0}")]
+    BadInput(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = FheError> = std::result::Result<T, E>;

@@ -1,0 +1,49 @@
+//! fheml's TFHE runtime: runs any [`fheml_circuits::Circuit`] on encrypted inputs.
+//!
+//! [`CompiledCircuit::compile`] picks encodings and the cheapest vetted tfhe-rs parameter
+//! set that meets the requested failure probability ([`FheConfig`]), and reports the
+//! choice before any key exists. The client generates keys from the [`ClientSpec`],
+//! encrypts, the server [`CompiledCircuit::run`]s with the evaluation key only, and the
+//! client decrypts. Leveled-only circuits need no evaluation key at all.
+//!
+//! ```
+//! use fheml_circuits::{CircuitBuilder, Interval};
+//! use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
+//! use ndarray::array;
+//!
+//! let mut b = CircuitBuilder::new();
+//! let x = b.input(&[3], Interval::new(0, 255).unwrap());
+//! let y = b.matmul(x, array![[3], [-2], [1]])?;
+//! b.output(y)?;
+//! let compiled = CompiledCircuit::compile(b.build()?, &FheConfig::default())?;
+//! assert!(!compiled.report().needs_evaluation_key);
+//!
+//! let client = compiled.client_spec();
+//! let (client_key, eval_key) = client.keygen();
+//! let query = client.encrypt(&client_key, &[vec![vec![10, 20, 30]]])?;
+//! let answer = compiled.run(&eval_key, &query)?;            // server: no secret key
+//! assert_eq!(client.decrypt(&client_key, &answer)?, vec![vec![vec![20]]]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod compiled;
+mod envelope;
+mod error;
+mod fingerprint;
+pub mod noise;
+pub mod params;
+pub mod plan;
+mod simulate;
+mod tfhe_backend;
+
+pub use compiled::{
+    ClientKey, ClientSpec, CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, EvaluationKey,
+    limits,
+};
+pub use envelope::Kind;
+pub use error::{FheError, Result};
+pub use fingerprint::Fingerprint;
+pub use params::{NoiseModel, ParameterSet, ParameterSetId};
+pub use plan::{CompileReport, FheConfig, FheConfigParams, Plan, ReadSpec};
+pub use simulate::SimulatedBackend;
+pub use tfhe_backend::{Ct, TfheBackend};

@@ -1,0 +1,201 @@
+//! The vetted TFHE parameter sets the runtime chooses from, and the noise model of each.
+//!
+//! Every candidate is a tfhe-rs KS-PBS parameter set with TUniform noise, published with a
+//! failure probability and a maximal 2-norm. From the set's documented design point we
+//! derive the noise the runtime's analysis needs (all variances on the unit torus):
+//! the bootstrap output variance comes from tfhe-rs's own noise formula, fresh
+//! encryptions use the set's GLWE noise, and the keyswitch + modulus-switch variance is
+//! what remains of the documented failure probability once `norm2² · σ²_pbs` is taken out.
+//! We never change a (dimension, noise) pair, so security is that of the vetted sets.
+
+use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul;
+use tfhe::shortint::parameters::{ClassicPBSParameters, DynamicDistribution, v1_6, v1_8};
+
+use crate::noise::erfc_inverse;
+
+/// Identifies one candidate parameter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ParameterSetId {
+    /// 1 message + 1 carry bit, failure probability 2^-40 at its design point.
+    M1C1P40,
+    /// 2 + 2 bits, 2^-40.
+    M2C2P40,
+    /// 3 + 3 bits, 2^-40.
+    M3C3P40,
+    /// 4 + 4 bits, 2^-40.
+    M4C4P40,
+    /// 1 + 1 bits, 2^-64.
+    M1C1P64,
+    /// 2 + 2 bits, 2^-64.
+    M2C2P64,
+    /// 3 + 3 bits, 2^-64.
+    M3C3P64,
+    /// 4 + 4 bits, 2^-64.
+    M4C4P64,
+    /// 1 + 1 bits, 2^-128.
+    M1C1P128,
+    /// 2 + 2 bits, 2^-128.
+    M2C2P128,
+    /// 3 + 3 bits, 2^-128.
+    M3C3P128,
+    /// 4 + 4 bits, 2^-128.
+    M4C4P128,
+}
+
+/// One vetted parameter set with what the runtime needs to know about it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParameterSet {
+    /// Which set.
+    pub id: ParameterSetId,
+    /// tfhe-rs's name for it.
+    pub name: &'static str,
+    /// The parameters themselves.
+    pub params: ClassicPBSParameters,
+    /// tfhe-rs's algorithmic cost estimate (relative bootstrap cost).
+    pub cost: f64,
+    /// Maximal 2-norm at the design point, as documented.
+    pub max_norm2: f64,
+}
+
+const ALL: [ParameterSetId; 12] = [
+    ParameterSetId::M1C1P40,
+    ParameterSetId::M2C2P40,
+    ParameterSetId::M3C3P40,
+    ParameterSetId::M4C4P40,
+    ParameterSetId::M1C1P64,
+    ParameterSetId::M2C2P64,
+    ParameterSetId::M3C3P64,
+    ParameterSetId::M4C4P64,
+    ParameterSetId::M1C1P128,
+    ParameterSetId::M2C2P128,
+    ParameterSetId::M3C3P128,
+    ParameterSetId::M4C4P128,
+];
+
+impl ParameterSetId {
+    /// Every candidate.
+    pub fn all() -> &'static [ParameterSetId] {
+        &ALL
+    }
+
+    /// The parameter set.
+    pub fn set(self) -> ParameterSet {
+        use ParameterSetId::*;
+        // Costs and 2-norms are those documented beside each constant in tfhe-rs.
+        let (name, params, cost, max_norm2) = match self {
+            M1C1P40 => ("V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40, 49.0, 3.0),
+            M2C2P40 => ("V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40, 107.0, 5.0),
+            M3C3P40 => ("V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40, 816.0, 9.0),
+            M4C4P40 => ("V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40, 4165.0, 17.0),
+            M1C1P64 => ("V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64, 64.0, 3.0),
+            M2C2P64 => ("V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64, 112.0, 5.0),
+            M3C3P64 => ("V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64, 850.0, 9.0),
+            M4C4P64 => ("V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64, 6737.0, 17.0),
+            M1C1P128 => ("V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128, 67.0, 3.0),
+            M2C2P128 => ("V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128, 113.0, 5.0),
+            M3C3P128 => ("V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128, 900.0, 9.0),
+            M4C4P128 => ("V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128, 11860.0, 17.0),
+        };
+        ParameterSet { id: self, name, params, cost, max_norm2 }
+    }
+}
+
+fn t_uniform_variance(distribution: DynamicDistribution<u64>) -> f64 {
+    match distribution {
+        // (2^(2b+1) + 1) / 6 on Z/2^64, normalised to the unit torus.
+        DynamicDistribution::TUniform(t) => {
+            ((2f64.powi(2 * t.bound_log2() as i32 + 1) + 1.0) / 6.0) * 2f64.powi(-128)
+        }
+        DynamicDistribution::Gaussian(g) => g.standard_dev().0.powi(2),
+    }
+}
+
+/// The noise figures of one parameter set, as variances on the unit torus.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NoiseModel {
+    /// Variance of a bootstrap's output.
+    pub bootstrap_output: f64,
+    /// Variance of a fresh encryption under the large (GLWE) key.
+    pub fresh: f64,
+    /// Variance added by keyswitch and modulus switch in front of every bootstrap.
+    pub keyswitch_and_modulus_switch: f64,
+    /// log2 of the GLWE polynomial size: the finest precision a bootstrap can read.
+    pub log2_polynomial_size: u32,
+}
+
+impl ParameterSet {
+    /// Message + carry bits: the precision the set was designed for (padding excluded).
+    pub fn design_bits(&self) -> u32 {
+        (self.params.message_modulus.0 * self.params.carry_modulus.0).trailing_zeros()
+    }
+
+    /// The set's documented failure probability at its design point.
+    pub fn documented_p_fail(&self) -> f64 {
+        2f64.powf(self.params.log2_p_fail)
+    }
+
+    /// The noise model derived from the documented design point (see the module doc).
+    pub fn noise_model(&self) -> NoiseModel {
+        let p = &self.params;
+        let bootstrap_output = pbs_variance_132_bits_security_tuniform_fft_mul(
+            p.lwe_dimension,
+            p.glwe_dimension,
+            p.polynomial_size,
+            p.pbs_base_log,
+            p.pbs_level,
+            53.0,
+            2f64.powi(64),
+        )
+        .0;
+        // At the design point a message of `design_bits` plus padding fills the torus: the
+        // bootstrap fails when the noise passes half a box.
+        let half_box = 2f64.powi(-(self.design_bits() as i32) - 2);
+        let total_std = half_box / (std::f64::consts::SQRT_2 * erfc_inverse(self.documented_p_fail()));
+        let rest = total_std.powi(2) - self.max_norm2.powi(2) * bootstrap_output;
+        NoiseModel {
+            bootstrap_output,
+            fresh: t_uniform_variance(p.glwe_noise_distribution),
+            // Should the formula disagree with the documented point, stay conservative.
+            keyswitch_and_modulus_switch: rest.max(0.5 * total_std.powi(2)),
+            log2_polynomial_size: p.polynomial_size.0.trailing_zeros(),
+        }
+    }
+
+    /// Large LWE dimension (`k·N`): the size of every ciphertext the client and server exchange.
+    pub fn big_lwe_dimension(&self) -> usize {
+        self.params.glwe_dimension.0 * self.params.polynomial_size.0
+    }
+
+    /// Bytes of the server's evaluation key (keyswitch + bootstrapping key, uncompressed).
+    pub fn evaluation_key_bytes(&self) -> u64 {
+        let p = &self.params;
+        let (n, k, big_n) = (p.lwe_dimension.0 as u64, p.glwe_dimension.0 as u64, p.polynomial_size.0 as u64);
+        let ksk = (k * big_n) * p.ks_level.0 as u64 * (n + 1) * 8;
+        let bsk = n * p.pbs_level.0 as u64 * (k + 1) * (k + 1) * big_n * 8;
+        ksk + bsk
+    }
+
+    /// Estimated single-thread time of one bootstrap on the reference machine, seconds
+    /// (13.1 ms measured for the 2+2-bit set, scaled by tfhe-rs's cost estimate).
+    pub fn bootstrap_seconds(&self) -> f64 {
+        0.0131 * self.cost / 113.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_models_are_consistent() {
+        for id in ParameterSetId::all() {
+            let set = id.set();
+            let noise = set.noise_model();
+            assert!(noise.bootstrap_output > 0.0 && noise.fresh > 0.0, "{}", set.name);
+            assert!(noise.keyswitch_and_modulus_switch > 0.0, "{}", set.name);
+            // Fresh encryptions are far less noisy than a bootstrap's design budget.
+            assert!(noise.fresh < 2f64.powi(-2 * set.design_bits() as i32 - 10), "{}", set.name);
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Compilation: encodings, noise analysis and parameter selection for one circuit.
+//!
+//! Every ciphertext carries a message `m` scaled by `Δ = 2^delta_log` on `Z/2^64`. Linear
+//! operations are ring operations modulo `2^64`, so a value may wrap in the middle of a
+//! sum as long as the *sinks* (what a bootstrap reads, what the client decrypts) fit their
+//! own encodings: a sink reading `w` bits needs `Δ = 2^(63-w)` (one padding bit for the
+//! negacyclic bootstrap), an output of `w` two's-complement bits `Δ = 2^(64-w)`. Each
+//! source (fresh input, bootstrap output) gets the largest `Δ` that divides the `Δ` of
+//! every sink it reaches, which minimises its relative noise; linear operations lift
+//! operands to their own `Δ` by multiplying with a power of two.
+//!
+//! Noise is tracked relative to each value's own unit (variance in "message units"),
+//! which linear maps transform like plain variances. A bootstrap fails when the noise at
+//! its input exceeds half a box of what it reads; an output fails when the noise exceeds
+//! half a unit. The cheapest vetted parameter set that keeps every such probability under
+//! `p_error` (and their sum under `global_p_error`) is chosen.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use fheml_circuits::{BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, propagate_variance};
+
+use crate::error::{FheError, Result};
+use crate::noise::{log2_probability, two_sided_tail};
+use crate::params::{NoiseModel, ParameterSetId};
+
+/// What the user asks of compilation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FheConfig {
+    p_error: f64,
+    global_p_error: Option<f64>,
+    candidates: Vec<ParameterSetId>,
+}
+
+impl Default for FheConfig {
+    fn default() -> Self {
+        Self { p_error: 2f64.powi(-40), global_p_error: None, candidates: ParameterSetId::all().to_vec() }
+    }
+}
+
+/// Checked builder for [`FheConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct FheConfigParams(FheConfig);
+
+impl FheConfig {
+    /// Starts from the defaults: `p_error = 2^-40` per lookup (Concrete ML's default), no
+    /// global bound, every vetted parameter set a candidate.
+    pub fn params() -> FheConfigParams {
+        FheConfigParams::default()
+    }
+
+    /// Failure probability allowed per table lookup (and per decrypted output element).
+    pub fn p_error(&self) -> f64 {
+        self.p_error
+    }
+
+    /// Failure probability allowed for a whole evaluation, if bounded.
+    pub fn global_p_error(&self) -> Option<f64> {
+        self.global_p_error
+    }
+}
+
+impl FheConfigParams {
+    /// Failure probability per lookup, in `(0, 0.5)`.
+    pub fn p_error(mut self, p: f64) -> Self {
+        self.0.p_error = p;
+        self
+    }
+
+    /// Failure probability per evaluation, in `(0, 1)`.
+    pub fn global_p_error(mut self, p: Option<f64>) -> Self {
+        self.0.global_p_error = p;
+        self
+    }
+
+    /// Restricts the parameter sets considered (e.g. to force 2^-128 sets).
+    pub fn candidates(mut self, ids: &[ParameterSetId]) -> Self {
+        self.0.candidates = ids.to_vec();
+        self
+    }
+
+    /// Validates.
+    pub fn check(self) -> Result<FheConfig> {
+        let c = self.0;
+        if !(c.p_error > 0.0 && c.p_error < 0.5) {
+            return Err(FheError::Config(format!("p_error must lie in (0, 0.5), got {}", c.p_error)));
+        }
+        if let Some(g) = c.global_p_error {
+            if !(g > 0.0 && g < 1.0) {
+                return Err(FheError::Config(format!("global_p_error must lie in (0, 1), got {g}")));
+            }
+        }
+        if c.candidates.is_empty() {
+            return Err(FheError::Config("no candidate parameter set".into()));
+        }
+        Ok(c)
+    }
+}
+
+/// How a bootstrap reads its input: subtract `offset`, view the result as a `width`-bit
+/// message, resolve its top `read_bits` bits; box `i` stands for the value `base + i`
+/// before the table (or its rounding, for exact roundings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadSpec {
+    /// Subtracted before the bootstrap so the message is non-negative.
+    pub offset: i64,
+    /// Bits of the (offset) message; the sink's `Δ` is `2^(63 - width)`.
+    pub width: u32,
+    /// Bits the bootstrap resolves (`width` unless an approximate rounding drops some).
+    pub read_bits: u32,
+    /// Rounding dropped by the read (approximate) or applied in the table (exact).
+    pub rounding: Option<FusedRounding>,
+}
+
+fn unsigned_bits(v: i128) -> u32 {
+    (128 - (v.max(0) as u128).leading_zeros()).max(1)
+}
+
+impl ReadSpec {
+    /// The read of a value ranging over `range` through an optional fused rounding.
+    pub fn new(range: Interval, rounding: Option<FusedRounding>) -> Self {
+        match rounding {
+            Some(r) if r.mode == RoundingMode::Approximate => {
+                let unit = 1i128 << r.lsbs;
+                let offset = (range.lo as i128).div_euclid(unit) * unit;
+                // Boxes are centred on multiples of 2^lsbs; the last one must fit entirely.
+                let top_box = (range.hi as i128 - offset + unit / 2) / unit;
+                let read_bits = unsigned_bits(top_box);
+                Self { offset: offset as i64, width: read_bits + r.lsbs, read_bits, rounding }
+            }
+            _ => {
+                let width = range.span_bits().0;
+                Self { offset: range.lo, width, read_bits: width, rounding }
+            }
+        }
+    }
+
+    /// The value the table is indexed with for box `i` (noise-free semantics).
+    pub fn table_index(&self, box_index: i64) -> i64 {
+        match self.rounding {
+            Some(r) if r.mode == RoundingMode::Approximate => (self.offset >> r.lsbs) + box_index,
+            Some(r) => fheml_circuits::round_shift(self.offset + box_index, r.lsbs).unwrap_or(i64::MAX),
+            None => self.offset + box_index,
+        }
+    }
+
+    /// `log2` of the sink's scale.
+    pub fn delta_log(&self) -> u32 {
+        63 - self.width
+    }
+}
+
+/// The read spec of element `e` of a bootstrapping node (a lookup or materialised rounding).
+pub fn read_spec_of(circuit: &Circuit, node: NodeId, e: usize) -> Option<ReadSpec> {
+    match &circuit.node(node).op {
+        Op::Lookup(x, _) => {
+            let (source, rounding) = lookup_source(circuit, *x);
+            Some(ReadSpec::new(circuit.node(source).ranges[e], rounding))
+        }
+        Op::Round { input, lsbs, mode } => {
+            Some(ReadSpec::new(circuit.node(*input).ranges[e], Some(FusedRounding { lsbs: *lsbs, mode: *mode })))
+        }
+        _ => None,
+    }
+}
+
+/// The node and read spec behind each element a bootstrap reads.
+fn bootstrap_inputs(circuit: &Circuit, materialised: &[bool]) -> Vec<(NodeId, usize, NodeId, ReadSpec)> {
+    let mut sites = Vec::new();
+    for (i, node) in circuit.nodes().iter().enumerate() {
+        let source = match &node.op {
+            Op::Lookup(x, _) => lookup_source(circuit, *x).0,
+            Op::Round { input, .. } if materialised[i] => *input,
+            _ => continue,
+        };
+        for e in 0..node.len() {
+            if let Some(spec) = read_spec_of(circuit, NodeId(i), e) {
+                sites.push((NodeId(i), e, source, spec));
+            }
+        }
+    }
+    sites
+}
+
+/// Which roundings are evaluated on their own (read by something other than a lookup).
+pub fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
+    let consumers = circuit.consumers();
+    circuit
+        .nodes()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            matches!(n.op, Op::Round { .. })
+                && (circuit.outputs().contains(&NodeId(i))
+                    || consumers[i].iter().any(|c| !matches!(circuit.node(*c).op, Op::Lookup(..))))
+        })
+        .collect()
+}
+
+/// Two's-complement width of an output, sign bit always included.
+fn output_bits(range: Interval) -> u32 {
+    let signed = range.signed_bits().0;
+    if range.lo >= 0 { signed + 1 } else { signed }
+}
+
+const UNCONSTRAINED: u32 = 63;
+
+/// Flat index maps for axis operations: for every output element, the input elements it reads.
+fn lanes(shape: &[usize], axis: usize) -> Vec<Vec<usize>> {
+    let len = shape.iter().product();
+    match ArrayD::from_shape_vec(IxDyn(shape), (0..len).collect::<Vec<usize>>()) {
+        Ok(ids) => ids.lanes(Axis(axis)).into_iter().map(|l| l.iter().copied().collect()).collect(),
+        Err(_) => vec![],
+    }
+}
+
+fn concat_sources(circuit: &Circuit, parts: &[NodeId], axis: usize) -> Vec<(usize, usize)> {
+    let arrays: Vec<ArrayD<(usize, usize)>> = parts
+        .iter()
+        .enumerate()
+        .filter_map(|(p, id)| {
+            let shape = &circuit.node(*id).shape;
+            let n = shape.iter().product();
+            ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|e| (p, e)).collect()).ok()
+        })
+        .collect();
+    let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+    ndarray::concatenate(Axis(axis), &views).map(|a| a.iter().copied().collect()).unwrap_or_default()
+}
+
+/// The scale (`log2 Δ`) of every element of every node.
+pub fn assign_deltas(circuit: &Circuit) -> Vec<Vec<u32>> {
+    let materialised = materialised_rounds(circuit);
+    let mut need: Vec<Vec<u32>> = circuit.nodes().iter().map(|n| vec![UNCONSTRAINED; n.len()]).collect();
+    for out in circuit.outputs() {
+        let node = circuit.node(*out);
+        for (e, r) in node.ranges.iter().enumerate() {
+            need[out.0][e] = need[out.0][e].min(64 - output_bits(*r).min(63));
+        }
+    }
+    for (_, e, source, spec) in bootstrap_inputs(circuit, &materialised) {
+        need[source.0][e] = need[source.0][e].min(spec.delta_log());
+    }
+    // Reverse topological order: a node's needs are final before its operands are visited.
+    for (i, node) in circuit.nodes().iter().enumerate().rev() {
+        let mine = need[i].clone();
+        let mut lift = |operand: NodeId, e: usize, d: u32| {
+            let slot = &mut need[operand.0][e];
+            *slot = (*slot).min(d);
+        };
+        match &node.op {
+            Op::Add(a, b) | Op::Sub(a, b) => {
+                for (e, d) in mine.iter().enumerate() {
+                    lift(*a, e, *d);
+                    lift(*b, e, *d);
+                }
+            }
+            Op::AddConst(x, _) | Op::MulConst(x, _) | Op::Reshape(x) => {
+                for (e, d) in mine.iter().enumerate() {
+                    lift(*x, e, *d);
+                }
+            }
+            Op::MatMul(x, w) => {
+                let (k, m) = (w.nrows(), w.ncols().max(1));
+                for (e, d) in mine.iter().enumerate() {
+                    let (r, j) = (e / m, e % m);
+                    for row in 0..k {
+                        if w[[row, j]] != 0 {
+                            lift(*x, r * k + row, *d);
+                        }
+                    }
+                }
+            }
+            Op::Sum { input, axis } => {
+                for (e, lane) in lanes(&circuit.node(*input).shape, *axis).iter().enumerate() {
+                    for &src in lane {
+                        lift(*input, src, mine[e]);
+                    }
+                }
+            }
+            Op::Gather { input, indices } => {
+                for (e, &src) in indices.iter().enumerate() {
+                    lift(*input, src, mine[e]);
+                }
+            }
+            Op::Concat { inputs, axis } => {
+                for (e, (part, src)) in concat_sources(circuit, inputs, *axis).into_iter().enumerate() {
+                    lift(inputs[part], src, mine[e]);
+                }
+            }
+            Op::Input { .. } | Op::Lookup(..) | Op::Round { .. } => {}
+        }
+    }
+    let _ = materialised;
+    need
+}
+
+/// Why a candidate parameter set was rejected, or its failure probabilities.
+#[derive(Debug, Clone, PartialEq)]
+struct Evaluation {
+    max_lookup_p: f64,
+    max_output_p: f64,
+    global_p: f64,
+    /// For simulation: per node element, the noise standard deviation at that bootstrap's
+    /// input, in units of the value it reads.
+    sink_std: Vec<Vec<f64>>,
+    output_std: Vec<Vec<f64>>,
+}
+
+fn evaluate_candidate(
+    circuit: &Circuit,
+    deltas: &[Vec<u32>],
+    noise: &NoiseModel,
+    materialised: &[bool],
+) -> std::result::Result<Evaluation, String> {
+    let var = propagate_variance(circuit, |node, e| {
+        let source = match circuit.node(node).op {
+            Op::Input { .. } => noise.fresh,
+            _ => noise.bootstrap_output,
+        };
+        let delta = 2f64.powi(deltas[node.0][e] as i32 - 64);
+        source / (delta * delta)
+    });
+    let mut sink_std: Vec<Vec<f64>> = circuit.nodes().iter().map(|n| vec![0.0; n.len()]).collect();
+    let (mut max_lookup_p, mut global_p) = (0f64, 0f64);
+    for (node, e, source, spec) in bootstrap_inputs(circuit, materialised) {
+        if spec.read_bits + 1 > noise.log2_polynomial_size {
+            return Err(format!(
+                "node {node} element {e} reads {} bits; the largest bootstrap resolves {} bits (round the accumulator, or use fewer bits)",
+                spec.read_bits,
+                noise.log2_polynomial_size - 1
+            ));
+        }
+        let delta = 2f64.powi(-(spec.width as i32) - 1);
+        let modulus_switch = noise.keyswitch_and_modulus_switch / (delta * delta);
+        let variance = var[source.0][e] + modulus_switch;
+        let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
+        let p = two_sided_tail(half_box, variance);
+        sink_std[node.0][e] = variance.sqrt();
+        max_lookup_p = max_lookup_p.max(p);
+        global_p += p;
+    }
+    let mut output_std: Vec<Vec<f64>> = Vec::new();
+    let mut max_output_p = 0f64;
+    for out in circuit.outputs() {
+        let stds: Vec<f64> = var[out.0].iter().map(|v| v.sqrt()).collect();
+        for v in &var[out.0] {
+            let p = two_sided_tail(0.5, *v);
+            max_output_p = max_output_p.max(p);
+            global_p += p;
+        }
+        output_std.push(stds);
+    }
+    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std })
+}
+
+/// What compilation decided, reported before any key is generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompileReport {
+    /// Chosen parameter set (tfhe-rs name).
+    pub parameter_set: String,
+    /// Whether the server needs bootstrapping keys.
+    pub needs_evaluation_key: bool,
+    /// Bootstraps per evaluation.
+    pub bootstraps: usize,
+    /// Leveled multiply-add terms per evaluation.
+    pub leveled_terms: usize,
+    /// Largest bootstrap read precision.
+    pub max_precision: BitWidth,
+    /// Largest 2-norm in front of a bootstrap (unit-noise sources).
+    pub max_norm2: f64,
+    /// Requested failure probability per lookup.
+    pub p_error: f64,
+    /// Largest failure probability of one lookup with the chosen parameters.
+    pub lookup_p_error: f64,
+    /// Largest failure probability of one decrypted output element.
+    pub output_p_error: f64,
+    /// Failure probability of one whole evaluation (sum over lookups and outputs).
+    pub global_p_error: f64,
+    /// LWE dimension of the exchanged ciphertexts.
+    pub ciphertext_dimension: usize,
+    /// Input ciphertexts per sample.
+    pub input_ciphertexts: usize,
+    /// Output ciphertexts per sample.
+    pub output_ciphertexts: usize,
+    /// Uncompressed evaluation key size in bytes (0 without lookups).
+    pub evaluation_key_bytes: u64,
+    /// Expected server time per sample, in seconds, with `threads` threads.
+    pub expected_seconds: f64,
+    /// Threads the estimate assumes.
+    pub threads: usize,
+}
+
+impl std::fmt::Display for CompileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "parameters        {}", self.parameter_set)?;
+        writeln!(f, "bootstraps        {} per sample (max {} , 2-norm {:.1})", self.bootstraps, self.max_precision, self.max_norm2)?;
+        writeln!(f, "leveled terms     {}", self.leveled_terms)?;
+        writeln!(
+            f,
+            "failure prob.     lookup 2^{:.1}, output 2^{:.1}, per evaluation 2^{:.1} (asked 2^{:.1} per lookup)",
+            log2_probability(self.lookup_p_error),
+            log2_probability(self.output_p_error),
+            log2_probability(self.global_p_error),
+            log2_probability(self.p_error)
+        )?;
+        writeln!(f, "ciphertexts       {} in, {} out (LWE dimension {})", self.input_ciphertexts, self.output_ciphertexts, self.ciphertext_dimension)?;
+        writeln!(f, "evaluation key    {:.1} MiB", self.evaluation_key_bytes as f64 / (1 << 20) as f64)?;
+        write!(f, "expected time     {:.3} s per sample on {} threads", self.expected_seconds, self.threads)
+    }
+}
+
+/// The outcome of parameter selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Chosen parameter set.
+    pub parameter_set: ParameterSetId,
+    /// `log2 Δ` of every element of every node.
+    pub deltas: Vec<Vec<u32>>,
+    /// Noise std at each bootstrap input, in units of the value read (simulation).
+    pub sink_std: Vec<Vec<f64>>,
+    /// Noise std of each output element, in output units (simulation).
+    pub output_std: Vec<Vec<f64>>,
+    /// The report.
+    pub report: CompileReport,
+}
+
+/// Chooses encodings and the cheapest parameter set meeting `config`.
+pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
+    let cost = circuit.cost();
+    let deltas = assign_deltas(circuit);
+    let materialised = materialised_rounds(circuit);
+    let needs_bootstrap = cost.bootstraps > 0;
+    let mut candidates: Vec<_> = config.candidates.iter().map(|id| id.set()).collect();
+    // Without lookups only encryption matters: the smallest ciphertexts win.
+    if needs_bootstrap {
+        candidates.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+    } else {
+        candidates.sort_by_key(|s| s.big_lwe_dimension());
+    }
+    let mut reasons = Vec::new();
+    for set in candidates {
+        let noise = set.noise_model();
+        let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised) {
+            Ok(e) => e,
+            Err(why) => {
+                reasons.push(format!("{}: {why}", set.name));
+                continue;
+            }
+        };
+        let within_global = config.global_p_error.is_none_or(|g| eval.global_p <= g);
+        if eval.max_lookup_p > config.p_error || eval.max_output_p > config.p_error || !within_global {
+            reasons.push(format!(
+                "{}: lookup failure 2^{:.1}, output failure 2^{:.1}",
+                set.name,
+                log2_probability(eval.max_lookup_p),
+                log2_probability(eval.max_output_p)
+            ));
+            continue;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
+        let output_ciphertexts = circuit.outputs().iter().map(|id| circuit.node(*id).len()).sum();
+        let report = CompileReport {
+            parameter_set: set.name.to_string(),
+            needs_evaluation_key: needs_bootstrap,
+            bootstraps: cost.bootstraps,
+            leveled_terms: cost.leveled_terms,
+            max_precision: cost.max_precision,
+            max_norm2: cost.max_norm2,
+            p_error: config.p_error,
+            lookup_p_error: eval.max_lookup_p,
+            output_p_error: eval.max_output_p,
+            global_p_error: eval.global_p,
+            ciphertext_dimension: set.big_lwe_dimension(),
+            input_ciphertexts,
+            output_ciphertexts,
+            evaluation_key_bytes: if needs_bootstrap { set.evaluation_key_bytes() } else { 0 },
+            expected_seconds: cost.bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
+            threads,
+        };
+        return Ok(Plan { parameter_set: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, report });
+    }
+    Err(FheError::NoParameters(reasons.join("; ")))
+}

@@ -1,0 +1,132 @@
+//! Evaluation on real TFHE ciphertexts.
+//!
+//! Ciphertexts are LWE samples under the large (GLWE-derived) key. Leveled operations are
+//! computed directly on the samples modulo 2^64; every table lookup is one keyswitch +
+//! programmable bootstrap through tfhe-rs's shortint server key, with an accumulator we
+//! build ourselves so that input and output encodings are free (see [`crate::plan`]).
+
+use fheml_circuits::{Backend, Circuit, ElementRef, FusedRounding, Table};
+use tfhe::core_crypto::prelude::{GlweCiphertextOwned, LweCiphertextOwned, LweSize};
+use tfhe::shortint::ciphertext::{Degree, NoiseLevel};
+use tfhe::shortint::parameters::{AtomicPatternKind, ClassicPBSParameters, PBSOrder};
+use tfhe::shortint::server_key::LookupTableOwned;
+use tfhe::shortint::{Ciphertext, ServerKey};
+
+use crate::error::{FheError, Result};
+use crate::plan::{ReadSpec, read_spec_of};
+
+/// One encrypted element: an LWE sample and the `log2 Δ` of its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ct {
+    /// The sample.
+    pub lwe: LweCiphertextOwned<u64>,
+    /// `log2` of the message scale.
+    pub delta_log: u32,
+}
+
+/// The server-side backend.
+pub struct TfheBackend<'a> {
+    pub(crate) circuit: &'a Circuit,
+    pub(crate) deltas: &'a [Vec<u32>],
+    pub(crate) server_key: Option<&'a ServerKey>,
+    pub(crate) params: ClassicPBSParameters,
+    pub(crate) lwe_size: LweSize,
+}
+
+impl TfheBackend<'_> {
+    fn delta(&self, out: ElementRef) -> u32 {
+        self.deltas[out.node.0][out.index]
+    }
+
+    /// Builds the accumulator for `f` over `2^read_bits` centred boxes, output scaled by `2^out_delta`.
+    fn accumulator(&self, spec: &ReadSpec, out_delta: u32, f: impl Fn(i64) -> i64) -> GlweCiphertextOwned<u64> {
+        let p = &self.params;
+        let n = p.polynomial_size.0;
+        let mut acc = GlweCiphertextOwned::new(0u64, p.glwe_dimension.to_glwe_size(), p.polynomial_size, p.ciphertext_modulus);
+        let boxes = 1usize << spec.read_bits;
+        let box_size = n / boxes;
+        {
+            let mut body = acc.get_mut_body();
+            let coefficients = body.as_mut();
+            for i in 0..boxes {
+                let value = (f(i as i64) as u64).wrapping_shl(out_delta);
+                coefficients[i * box_size..(i + 1) * box_size].fill(value);
+            }
+            // Centre box 0 on zero: the negacyclic wrap turns the first half box into the
+            // end of the polynomial, negated.
+            let half = box_size / 2;
+            for c in &mut coefficients[..half] {
+                *c = c.wrapping_neg();
+            }
+            coefficients.rotate_left(half);
+        }
+        acc
+    }
+
+    fn bootstrap(&self, x: &Ct, out: ElementRef, f: impl Fn(i64) -> i64) -> Result<Ct> {
+        let server_key = self.server_key.ok_or(FheError::MissingEvaluationKey)?;
+        let spec = read_spec_of(self.circuit, out.node, out.index)
+            .ok_or_else(|| FheError::BadCiphertexts(format!("node {} is not a bootstrap", out.node)))?;
+        let sink_delta = spec.delta_log();
+        let shift = sink_delta.checked_sub(x.delta_log).ok_or_else(|| {
+            FheError::BadCiphertexts(format!("encoding of the input of node {} is finer than planned", out.node))
+        })?;
+        let factor = 1u64.wrapping_shl(shift);
+        let mut lwe = x.lwe.clone();
+        for c in lwe.as_mut() {
+            *c = c.wrapping_mul(factor);
+        }
+        let body = lwe.get_mut_body();
+        *body.data = body.data.wrapping_sub((spec.offset as u64).wrapping_shl(sink_delta));
+        let out_delta = self.delta(out);
+        let acc = self.accumulator(&spec, out_delta, f);
+        let p = &self.params;
+        let mut ct = Ciphertext::new(
+            lwe,
+            Degree::new(0),
+            NoiseLevel::NOMINAL,
+            p.message_modulus,
+            p.carry_modulus,
+            AtomicPatternKind::Standard(PBSOrder::KeyswitchBootstrap),
+        );
+        server_key.apply_lookup_table_assign(&mut ct, &LookupTableOwned { acc, degree: Degree::new(0) });
+        Ok(Ct { lwe: ct.ct, delta_log: out_delta })
+    }
+}
+
+impl Backend for TfheBackend<'_> {
+    type Value = Ct;
+    type Error = FheError;
+
+    fn linear(&self, terms: &[(i64, &Ct)], constant: i64, out: ElementRef) -> Result<Ct> {
+        let delta = self.delta(out);
+        let mut acc = LweCiphertextOwned::new(0u64, self.lwe_size, self.params.ciphertext_modulus);
+        for (weight, ct) in terms {
+            let shift = delta.checked_sub(ct.delta_log).ok_or_else(|| {
+                FheError::BadCiphertexts(format!("operand of node {} is encoded finer than planned", out.node))
+            })?;
+            let factor = (*weight as u64).wrapping_shl(shift);
+            for (a, c) in acc.as_mut().iter_mut().zip(ct.lwe.as_ref()) {
+                *a = a.wrapping_add(c.wrapping_mul(factor));
+            }
+        }
+        let body = acc.get_mut_body();
+        *body.data = body.data.wrapping_add((constant as u64).wrapping_shl(delta));
+        Ok(Ct { lwe: acc, delta_log: delta })
+    }
+
+    fn lookup(&self, x: &Ct, table: &Table, rounding: Option<FusedRounding>, out: ElementRef) -> Result<Ct> {
+        let _ = rounding; // The read spec derived from the circuit carries the rounding.
+        let spec = read_spec_of(self.circuit, out.node, out.index);
+        self.bootstrap(x, out, |i| spec.and_then(|s| table.get(s.table_index(i))).unwrap_or(0))
+    }
+
+    fn round(&self, x: &Ct, _rounding: FusedRounding, out: ElementRef) -> Result<Ct> {
+        let spec = read_spec_of(self.circuit, out.node, out.index);
+        self.bootstrap(x, out, |i| spec.map_or(0, |s| s.table_index(i)))
+    }
+
+    fn parallel_elements(&self) -> bool {
+        true
+    }
+}
