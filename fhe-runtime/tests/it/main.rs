@@ -1,0 +1,5 @@
+//! Integration tests of the TFHE runtime: real encryption, Execute against Clear.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod execute;
+mod serialization;
