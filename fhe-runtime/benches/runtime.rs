@@ -1,1 +1,79 @@
-fn main() {}
+//! Runtime micro-benchmarks: one bootstrap per precision, the leveled dot product, key
+//! generation, and a circuit of a few hundred lookups against `lookups × bootstrap / threads`.
+//!
+//! Precisions 7 and 8 need the large parameter sets (minutes of key generation); set
+//! `FHEML_BENCH_WIDE=1` to include them.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use fheml_circuits::{CircuitBuilder, Interval, Lut, Table};
+use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
+use ndarray::Array2;
+
+fn lookup_circuit(bits: u32, count: usize) -> CompiledCircuit {
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[count], Interval::new(0, (1 << bits) - 1).expect("range"));
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, bits, |v| (v * 3) % (1 << bits)))).expect("lookup");
+    b.output(y).expect("output");
+    CompiledCircuit::compile(b.build().expect("circuit"), &FheConfig::default()).expect("compile")
+}
+
+fn bootstraps(c: &mut Criterion) {
+    let wide = std::env::var("FHEML_BENCH_WIDE").is_ok_and(|v| v == "1");
+    let max_bits = if wide { 8 } else { 6 };
+    let mut group = c.benchmark_group("bootstrap");
+    group.sample_size(10);
+    for bits in 2..=max_bits {
+        let compiled = lookup_circuit(bits, 1);
+        let client = compiled.client_spec();
+        let (ck, ek) = client.keygen();
+        let query = client.encrypt(&ck, &[vec![vec![1]]]).expect("encrypt");
+        let name = format!("{bits}_bits/{}", compiled.report().parameter_set);
+        // Evaluation of one lookup on one sample: one keyswitch + bootstrap.
+        group.bench_function(name, |b| b.iter(|| compiled.run(&ek, black_box(&query)).expect("run")));
+    }
+    group.finish();
+}
+
+fn leveled_dot_product(c: &mut Criterion) {
+    let weights = Array2::from_shape_fn((30, 1), |(i, _)| ((i as i64 * 37) % 255) - 127);
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[30], Interval::new(0, 255).expect("range"));
+    let y = b.matmul(x, weights).expect("matmul");
+    b.output(y).expect("output");
+    let compiled = CompiledCircuit::compile(b.build().expect("circuit"), &FheConfig::default()).expect("compile");
+    let client = compiled.client_spec();
+    let (ck, ek) = client.keygen();
+    let sample = vec![vec![(0..30).map(|i| (i * 7) % 256).collect::<Vec<i64>>()]];
+    let query = client.encrypt(&ck, &sample).expect("encrypt");
+    let mut group = c.benchmark_group("leveled_dot_30x8bit");
+    group.bench_function("server_evaluate", |b| b.iter(|| compiled.run(&ek, black_box(&query)).expect("run")));
+    group.bench_function("encrypt", |b| b.iter(|| client.encrypt(&ck, black_box(&sample)).expect("encrypt")));
+    let answer = compiled.run(&ek, &query).expect("run");
+    group.bench_function("decrypt", |b| b.iter(|| client.decrypt(&ck, black_box(&answer)).expect("decrypt")));
+    group.finish();
+}
+
+fn keygen(c: &mut Criterion) {
+    let compiled = lookup_circuit(4, 1);
+    let client = compiled.client_spec();
+    let mut group = c.benchmark_group("keygen");
+    group.sample_size(10);
+    group.bench_function(compiled.report().parameter_set.clone(), |b| b.iter(|| black_box(client.keygen())));
+    group.finish();
+}
+
+fn many_lookups(c: &mut Criterion) {
+    let compiled = lookup_circuit(3, 256);
+    let client = compiled.client_spec();
+    let (ck, ek) = client.keygen();
+    let query = client.encrypt(&ck, &[vec![(0..256).map(|i| i % 8).collect()]]).expect("encrypt");
+    let mut group = c.benchmark_group("lookups_256");
+    group.sample_size(10);
+    group.bench_function("execute", |b| b.iter(|| compiled.run(&ek, black_box(&query)).expect("run")));
+    group.finish();
+}
+
+criterion_group!(benches, leveled_dot_product, bootstraps, keygen, many_lookups);
+criterion_main!(benches);

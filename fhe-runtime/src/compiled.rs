@@ -45,7 +45,7 @@ pub struct ClientSpec {
 pub struct ClientKey {
     fingerprint: Fingerprint,
     parameter_set: ParameterSetId,
-    key: ShortintClientKey,
+    pub(crate) key: ShortintClientKey,
 }
 
 /// What the server needs to evaluate: bootstrapping and keyswitching keys, or nothing for
@@ -63,19 +63,21 @@ pub struct CompressedEvaluationKey {
     key: Option<CompressedServerKey>,
 }
 
-/// Encrypted inputs of a batch: per sample, all input elements in one seeded list (the
-/// masks are regenerated from a seed, so a ciphertext costs one word on the wire).
+/// Encrypted inputs of a batch: per sample, all input elements packed as the coefficients
+/// of seeded GLWE ciphertexts. One GLWE holds `N` inputs for the price of one mask
+/// (regenerated from a seed, so it costs nothing on the wire); the server extracts each
+/// input as an LWE sample under the same key, which adds no noise.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
-    samples: Vec<SeededLweCiphertextListOwned<u64>>,
+    pub(crate) samples: Vec<SeededGlweCiphertextListOwned<u64>>,
 }
 
 /// Encrypted outputs of a batch: per sample, all output elements.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedOutputs {
     fingerprint: Fingerprint,
-    samples: Vec<(LweCiphertextListOwned<u64>, Vec<u32>)>,
+    pub(crate) samples: Vec<(LweCiphertextListOwned<u64>, Vec<u32>)>,
 }
 
 /// Size limits when reading untrusted bytes.
@@ -196,20 +198,31 @@ impl CompiledCircuit {
     fn unpack_inputs(
         &self,
         spec: &ClientSpec,
-        list: &SeededLweCiphertextListOwned<u64>,
+        list: &SeededGlweCiphertextListOwned<u64>,
         lwe_size: LweSize,
     ) -> Result<Vec<Tensor<Ct>>> {
+        let params = self.plan.parameter_set.set().params;
+        let n = params.polynomial_size.0;
         let expected: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
-        if list.lwe_size() != lwe_size || list.lwe_ciphertext_count().0 != expected {
+        if list.glwe_size() != params.glwe_dimension.to_glwe_size()
+            || list.polynomial_size() != params.polynomial_size
+            || list.glwe_ciphertext_count().0 != expected.div_ceil(n)
+        {
             return Err(FheError::BadCiphertexts(format!(
-                "{} ciphertexts of size {}, the circuit takes {expected} of size {}",
-                list.lwe_ciphertext_count().0,
-                list.lwe_size().0,
-                lwe_size.0
+                "{} GLWE ciphertexts of size {}x{}, the circuit takes {} of size {}x{n}",
+                list.glwe_ciphertext_count().0,
+                list.glwe_size().0,
+                list.polynomial_size().0,
+                expected.div_ceil(n),
+                params.glwe_dimension.to_glwe_size().0,
             )));
         }
-        let full = list.clone().decompress_into_lwe_ciphertext_list();
-        let mut cts = full.iter().map(|c| LweCiphertextOwned::from_container(c.as_ref().to_vec(), c.ciphertext_modulus()));
+        let full = list.clone().decompress_into_glwe_ciphertext_list();
+        let mut cts = (0..expected).map(|j| {
+            let mut lwe = LweCiphertextOwned::new(0u64, lwe_size, params.ciphertext_modulus);
+            extract_lwe_sample_from_glwe_ciphertext(&full.get(j / n), &mut lwe, MonomialDegree(j % n));
+            lwe
+        });
         spec.inputs
             .iter()
             .map(|(shape, _, deltas)| {
@@ -286,23 +299,28 @@ impl ClientSpec {
     /// Encrypts a batch: each sample is the list of flat circuit inputs.
     pub fn encrypt(&self, key: &ClientKey, batch: &[Vec<Vec<i64>>]) -> Result<EncryptedInputs> {
         self.check("client key", &key.fingerprint)?;
+        let params = self.parameter_set.set().params;
         let (secret, noise) = key.key.encryption_key_and_noise();
-        let modulus = key.key.parameters().ciphertext_modulus();
-        let lwe_size = secret.lwe_dimension().to_lwe_size();
+        // The large LWE key is the GLWE key laid flat.
+        let glwe_key = GlweSecretKey::from_container(secret.as_ref(), params.polynomial_size);
+        let n = params.polynomial_size.0;
+        let mut seeder = new_seeder();
         let samples = batch
             .iter()
             .map(|sample| {
-                let plaintexts = self.encode_sample(sample)?;
-                let mut seeder = new_seeder();
-                let mut list = SeededLweCiphertextList::new(
+                let mut plaintexts = self.encode_sample(sample)?;
+                let count = plaintexts.len().div_ceil(n).max(1);
+                plaintexts.resize(count * n, 0);
+                let mut list = SeededGlweCiphertextList::new(
                     0u64,
-                    lwe_size,
-                    LweCiphertextCount(plaintexts.len()),
+                    params.glwe_dimension.to_glwe_size(),
+                    params.polynomial_size,
+                    GlweCiphertextCount(count),
                     seeder.seed().into(),
-                    modulus,
+                    params.ciphertext_modulus,
                 );
-                par_encrypt_seeded_lwe_ciphertext_list(
-                    &secret,
+                encrypt_seeded_glwe_ciphertext_list(
+                    &glwe_key,
                     &mut list,
                     &PlaintextList::from_container(plaintexts),
                     noise,

@@ -36,6 +36,9 @@ pub mod plan;
 mod simulate;
 mod tfhe_backend;
 
+#[cfg(test)]
+mod noise_tests;
+
 pub use compiled::{
     ClientKey, ClientSpec, CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, EvaluationKey,
     limits,

@@ -1,0 +1,95 @@
+//! Noise measurements against the model parameter selection relies on, in the manner of
+//! tfhe-rs's noise checks: sample many ciphertexts, decrypt the raw phase, compare the
+//! measured variance with the predicted one.
+
+#![allow(clippy::unwrap_used)]
+
+use fheml_circuits::{CircuitBuilder, Interval, Lut, Table};
+use tfhe::core_crypto::prelude::*;
+
+use crate::compiled::CompiledCircuit;
+use crate::plan::FheConfig;
+use crate::tfhe_backend::{Ct, TfheBackend};
+
+/// Signed error of a decrypted phase against the expected plaintext, on the unit torus.
+fn torus_error(phase: u64, expected: u64) -> f64 {
+    phase.wrapping_sub(expected) as i64 as f64 / 2f64.powi(64)
+}
+
+fn variance(errors: &[f64]) -> f64 {
+    errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64
+}
+
+fn lookup_circuit() -> CompiledCircuit {
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[1], Interval::new(0, 3).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 2, |v| v))).unwrap();
+    b.output(y).unwrap();
+    CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap()
+}
+
+#[test]
+fn fresh_leveled_and_bootstrap_noise_match_the_model() {
+    let compiled = lookup_circuit();
+    let set = compiled.plan().parameter_set.set();
+    let model = set.noise_model();
+    let client = compiled.client_spec();
+    let (client_key, eval_key) = client.keygen();
+    let secret = client_key.key.encryption_key();
+
+    // Fresh encryptions of 0.
+    let batch: Vec<Vec<Vec<i64>>> = (0..2000).map(|_| vec![vec![0]]).collect();
+    let query = client.encrypt(&client_key, &batch).unwrap();
+    let fresh: Vec<LweCiphertextOwned<u64>> = query
+        .samples
+        .iter()
+        .map(|s| {
+            let list = s.clone().decompress_into_glwe_ciphertext_list();
+            let mut lwe = LweCiphertextOwned::new(0u64, secret.lwe_dimension().to_lwe_size(), list.ciphertext_modulus());
+            extract_lwe_sample_from_glwe_ciphertext(&list.get(0), &mut lwe, MonomialDegree(0));
+            lwe
+        })
+        .collect();
+    let errors: Vec<f64> = fresh.iter().map(|c| torus_error(decrypt_lwe_ciphertext(&secret, c).0, 0)).collect();
+    let ratio = variance(&errors) / model.fresh;
+    assert!((0.8..1.25).contains(&ratio), "fresh variance ratio {ratio}");
+
+    // A leveled combination Σ 3·c_i over 10 ciphertexts: variance 90·σ².
+    let backend = TfheBackend {
+        circuit: compiled.circuit(),
+        deltas: &compiled.plan().deltas,
+        server_key: None,
+        params: set.params,
+        lwe_size: LweSize(set.big_lwe_dimension() + 1),
+    };
+    let out = fheml_circuits::ElementRef { node: fheml_circuits::NodeId(0), index: 0 };
+    let same = compiled.plan().deltas[0][0];
+    let cts: Vec<Ct> = fresh.iter().map(|lwe| Ct { lwe: lwe.clone(), delta_log: same }).collect();
+    let combined: Vec<f64> = cts
+        .chunks(10)
+        .map(|chunk| {
+            let terms: Vec<(i64, &Ct)> = chunk.iter().map(|c| (3, c)).collect();
+            let sum = fheml_circuits::Backend::linear(&backend, &terms, 0, out).unwrap();
+            torus_error(decrypt_lwe_ciphertext(&secret, &sum.lwe).0, 0)
+        })
+        .collect();
+    let ratio = variance(&combined) / (90.0 * model.fresh);
+    assert!((0.6..1.5).contains(&ratio), "leveled variance ratio {ratio}");
+
+    // Bootstrap outputs: identity table, so the expected plaintext is known.
+    let inputs: Vec<Vec<Vec<i64>>> = (0..120).map(|i| vec![vec![i % 4]]).collect();
+    let answer = compiled.run(&eval_key, &client.encrypt(&client_key, &inputs).unwrap()).unwrap();
+    let errors: Vec<f64> = answer
+        .samples
+        .iter()
+        .zip(&inputs)
+        .map(|((list, deltas), input)| {
+            let ct = list.iter().next().unwrap();
+            let expected = (input[0][0] as u64) << deltas[0];
+            torus_error(decrypt_lwe_ciphertext(&secret, &ct).0, expected)
+        })
+        .collect();
+    let ratio = variance(&errors) / model.bootstrap_output;
+    // The formula is tfhe-rs's estimate for these parameters: the measurement must not exceed it.
+    assert!((0.2..1.5).contains(&ratio), "bootstrap output variance ratio {ratio}");
+}
