@@ -30,6 +30,7 @@ mod compiled;
 mod envelope;
 mod error;
 mod fingerprint;
+mod model;
 pub mod noise;
 pub mod params;
 pub mod plan;
@@ -46,6 +47,7 @@ pub use compiled::{
 pub use envelope::Kind;
 pub use error::{FheError, Result};
 pub use fingerprint::Fingerprint;
+pub use model::{FheModel, Mode};
 pub use params::{NoiseModel, ParameterSet, ParameterSetId};
 pub use plan::{CompileReport, FheConfig, FheConfigParams, Plan, ReadSpec};
 pub use simulate::SimulatedBackend;

@@ -4,11 +4,13 @@
 use fheml_models_linear::{LinearError, LinearModel, LinearModelKind, LinearParams};
 use ndarray::{Array1, Array2, Axis};
 
-struct Split {
-    x_train: Array2<f64>,
-    y_train: Array1<f64>,
-    x_test: Array2<f64>,
-    y_test: Array1<f64>,
+mod execute;
+
+pub(crate) struct Split {
+    pub x_train: Array2<f64>,
+    pub y_train: Array1<f64>,
+    pub x_test: Array2<f64>,
+    pub y_test: Array1<f64>,
 }
 
 fn split(data: Vec<f32>, target: Vec<f64>, features: usize) -> Split {
@@ -23,17 +25,17 @@ fn split(data: Vec<f32>, target: Vec<f64>, features: usize) -> Split {
     }
 }
 
-fn breast_cancer() -> Split {
+pub(crate) fn breast_cancer() -> Split {
     let d = smartcore::dataset::breast_cancer::load_dataset();
     split(d.data, d.target.into_iter().map(f64::from).collect(), d.num_features)
 }
 
-fn iris() -> Split {
+pub(crate) fn iris() -> Split {
     let d = smartcore::dataset::iris::load_dataset();
     split(d.data, d.target.into_iter().map(f64::from).collect(), d.num_features)
 }
 
-fn diabetes() -> Split {
+pub(crate) fn diabetes() -> Split {
     let d = smartcore::dataset::diabetes::load_dataset();
     split(d.data, d.target.into_iter().map(f64::from).collect(), d.num_features)
 }

@@ -1,0 +1,106 @@
+//! A lowered model together with its compiled circuit: predictions in Clear, Simulate or
+//! Execute mode from float features, as Concrete ML's `predict(fhe=...)`.
+
+use std::sync::OnceLock;
+
+use fheml_circuits::{ModelCircuit, Prediction};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::compiled::{ClientKey, CompiledCircuit, EvaluationKey};
+use crate::error::{FheError, Result};
+use crate::plan::FheConfig;
+
+/// How predictions are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Exact integer evaluation, no cryptography.
+    Clear,
+    /// Clear evaluation with bootstrap errors injected at the compiled probabilities.
+    Simulate,
+    /// Real TFHE: encrypt, evaluate on ciphertexts, decrypt.
+    Execute,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = FheError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "clear" => Ok(Mode::Clear),
+            "simulate" => Ok(Mode::Simulate),
+            "execute" => Ok(Mode::Execute),
+            other => Err(FheError::Config(format!("unknown mode `{other}`; use clear, simulate or execute"))),
+        }
+    }
+}
+
+/// A model ready for encrypted inference.
+#[derive(Serialize, Deserialize)]
+pub struct FheModel {
+    model: ModelCircuit,
+    compiled: CompiledCircuit,
+    #[serde(skip)]
+    keys: OnceLock<(ClientKey, EvaluationKey)>,
+}
+
+impl FheModel {
+    /// Compiles a lowered model for TFHE.
+    pub fn compile(model: ModelCircuit, config: &FheConfig) -> Result<Self> {
+        let compiled = CompiledCircuit::compile(model.circuit.clone(), config)?;
+        Ok(Self { model, compiled, keys: OnceLock::new() })
+    }
+
+    /// The lowered model (circuit, encodings, decoding).
+    pub fn model(&self) -> &ModelCircuit {
+        &self.model
+    }
+
+    /// The compiled circuit.
+    pub fn compiled(&self) -> &CompiledCircuit {
+        &self.compiled
+    }
+
+    /// Generates keys now (Execute mode otherwise does it on first use).
+    pub fn keys(&self) -> &(ClientKey, EvaluationKey) {
+        self.keys.get_or_init(|| self.compiled.keygen())
+    }
+
+    /// Whether keys were generated already.
+    pub fn has_keys(&self) -> bool {
+        self.keys.get().is_some()
+    }
+
+    /// The circuit inputs of each row (client-side quantization and encoding).
+    pub fn encode(&self, x: ArrayView2<f64>) -> Result<Vec<Vec<Vec<i64>>>> {
+        x.rows()
+            .into_iter()
+            .map(|row| self.model.encode(&row.to_vec()).map_err(FheError::from))
+            .collect()
+    }
+
+    /// Decrypted (or clear) outputs to predictions.
+    pub fn decode(&self, outputs: &[Vec<Vec<i64>>]) -> Result<Vec<Prediction>> {
+        outputs.iter().map(|o| self.model.decode(o).map_err(FheError::from)).collect()
+    }
+
+    /// The integer outputs of each row in `mode`.
+    pub fn run_integers(&self, x: ArrayView2<f64>, mode: Mode, seed: u64) -> Result<Vec<Vec<Vec<i64>>>> {
+        let inputs = self.encode(x)?;
+        match mode {
+            Mode::Clear => Ok(self.compiled.circuit().evaluate_clear_batch(&inputs)?),
+            Mode::Simulate => self.compiled.simulate(&inputs, seed),
+            Mode::Execute => {
+                let (client_key, eval_key) = self.keys();
+                let client = self.compiled.client_spec();
+                let query = client.encrypt(client_key, &inputs)?;
+                let answer = self.compiled.run(eval_key, &query)?;
+                client.decrypt(client_key, &answer)
+            }
+        }
+    }
+
+    /// Predictions for each row of float features in `mode`.
+    pub fn predict(&self, x: ArrayView2<f64>, mode: Mode) -> Result<Vec<Prediction>> {
+        self.decode(&self.run_integers(x, mode, 0)?)
+    }
+}
