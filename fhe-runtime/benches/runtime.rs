@@ -1,3 +1,4 @@
+#![allow(missing_docs)]
 //! Runtime micro-benchmarks: one bootstrap per precision, the leveled dot product, key
 //! generation, and a circuit of a few hundred lookups against `lookups × bootstrap / threads`.
 //!

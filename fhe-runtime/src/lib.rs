@@ -44,7 +44,7 @@ pub use compiled::{
     ClientKey, ClientSpec, CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, EvaluationKey,
     limits,
 };
-pub use envelope::Kind;
+pub use envelope::{Kind, open, peek_fingerprint, seal};
 pub use error::{FheError, Result};
 pub use fingerprint::Fingerprint;
 pub use model::{FheModel, Mode};

@@ -1,0 +1,47 @@
+//! The command's error type: every failure is one line naming the problem.
+
+use std::path::Path;
+
+/// What can go wrong in a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A data file is malformed.
+    #[error("{path}: {detail}")]
+    Data {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A command-line value is invalid.
+    #[error("{0}")]
+    Usage(String),
+    /// A linear model failed.
+    #[error(transparent)]
+    Linear(#[from] fheml_models_linear::LinearError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Fhe(#[from] fheml_fhe_runtime::FheError),
+    /// A circuit failed.
+    #[error(transparent)]
+    Circuit(#[from] fheml_circuits::CircuitError),
+}
+
+impl CliError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        CliError::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;

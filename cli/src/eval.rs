@@ -1,0 +1,149 @@
+//! Scoring a model in a mode, with the figures benchmarks report.
+
+use std::time::Instant;
+
+use fheml_fhe_runtime::{Mode, limits};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array1, ArrayView2, Axis, s};
+use serde::Serialize;
+
+use crate::error::{CliError, Result};
+use crate::model_file::SavedModel;
+
+/// What `eval --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// "accuracy" or "r2".
+    pub metric: &'static str,
+    /// The float model's score on all rows.
+    pub float: f64,
+    /// The quantized model's score (Clear) on all rows.
+    pub quantized: f64,
+    /// The mode of `score`.
+    pub mode: String,
+    /// Score in `mode` on the rows it ran.
+    pub score: f64,
+    /// Rows evaluated in `mode`.
+    pub rows: usize,
+    /// Fraction of those rows whose prediction equals Clear's.
+    pub agree_with_clear: f64,
+    /// Bootstraps per sample.
+    pub pbs_per_sample: usize,
+    /// Largest lookup precision in bits.
+    pub max_tlu_bits: u32,
+    /// Failure probability per lookup the parameters were chosen for.
+    pub p_error: f64,
+    /// Chosen parameter set.
+    pub parameters: String,
+    /// Key generation time (Execute), seconds.
+    pub keygen_s: f64,
+    /// Size of the compressed evaluation key, bytes (0 without lookups or outside Execute).
+    pub eval_key_bytes: usize,
+    /// Median per-sample latency in `mode` (quantize + encrypt + evaluate + decrypt), seconds.
+    pub latency_s: f64,
+}
+
+/// Accuracy or R².
+pub fn score(classifier: bool, predictions: &[f64], truth: &[f64]) -> f64 {
+    if truth.is_empty() {
+        return f64::NAN;
+    }
+    if classifier {
+        predictions.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
+    } else {
+        let mean = truth.iter().sum::<f64>() / truth.len() as f64;
+        let ss_res: f64 = predictions.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum();
+        let ss_tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
+        if ss_tot == 0.0 { f64::NAN } else { 1.0 - ss_res / ss_tot }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn progress(len: usize, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// Evaluates `model` on `x`/`y`: float and Clear on all rows, `mode` on the first `limit` rows.
+pub fn evaluate(model: &SavedModel, x: ArrayView2<f64>, y: &Array1<f64>, mode: Mode, limit: Option<usize>, quiet: bool) -> Result<EvalReport> {
+    let classifier = model.is_classifier();
+    let truth = y.to_vec();
+    let float = score(classifier, &model.float.predict(x)?, &truth);
+    let fhe = &model.fhe;
+    let clear: Vec<f64> = fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
+    let quantized = score(classifier, &clear, &truth);
+    let rows = limit.unwrap_or(x.nrows()).min(x.nrows());
+    let subset = x.slice(s![..rows, ..]);
+    let report = fhe.compiled().report();
+    let (mut keygen_s, mut eval_key_bytes) = (0.0, 0);
+    let mut latencies = Vec::with_capacity(rows);
+    let predictions: Vec<f64> = match mode {
+        Mode::Clear | Mode::Simulate => {
+            let start = Instant::now();
+            let p: Vec<f64> = fhe.predict(subset, mode)?.iter().map(|p| p.value).collect();
+            latencies.push(start.elapsed().as_secs_f64() / rows.max(1) as f64);
+            p
+        }
+        Mode::Execute => {
+            let client = fhe.compiled().client_spec();
+            let start = Instant::now();
+            let (client_key, compressed) = client.keygen_compressed();
+            let key_bytes = compressed.to_bytes()?;
+            if key_bytes.len() > limits::KEY_BYTES {
+                return Err(CliError::Usage("evaluation key exceeds the size limit".into()));
+            }
+            let eval_key = compressed.decompress();
+            keygen_s = start.elapsed().as_secs_f64();
+            eval_key_bytes = if report.needs_evaluation_key { key_bytes.len() } else { 0 };
+            let bar = (!quiet).then(|| progress(rows, "execute"));
+            let mut out = Vec::with_capacity(rows);
+            for row in subset.axis_iter(Axis(0)) {
+                let start = Instant::now();
+                let inputs = vec![fhe.model().encode(&row.to_vec())?];
+                let query = client.encrypt(&client_key, &inputs)?;
+                let answer = fhe.compiled().run(&eval_key, &query)?;
+                let outputs = client.decrypt(&client_key, &answer)?;
+                let prediction = fhe.model().decode(&outputs[0])?;
+                latencies.push(start.elapsed().as_secs_f64());
+                out.push(prediction.value);
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            out
+        }
+    };
+    let agree = predictions.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows.max(1) as f64;
+    Ok(EvalReport {
+        metric: if classifier { "accuracy" } else { "r2" },
+        float,
+        quantized,
+        mode: format!("{mode:?}").to_lowercase(),
+        score: score(classifier, &predictions, &truth[..rows]),
+        rows,
+        agree_with_clear: agree,
+        pbs_per_sample: report.bootstraps,
+        max_tlu_bits: report.max_precision.0,
+        p_error: report.p_error,
+        parameters: report.parameter_set.clone(),
+        keygen_s,
+        eval_key_bytes,
+        latency_s: median(latencies),
+    })
+}

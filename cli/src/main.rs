@@ -1,0 +1,287 @@
+//! `fheml`: train, evaluate, deploy and serve machine-learning models under FHE.
+
+mod data;
+mod error;
+mod eval;
+mod model_file;
+mod quickstart;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fheml_fhe_runtime::{ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, limits};
+
+use crate::data::{TargetColumn, read_csv};
+use crate::error::{CliError, Result};
+use crate::model_file::{SavedModel, TrainOptions, read_limited, write_atomically};
+
+#[derive(Parser)]
+#[command(name = "fheml", version, about = "Machine-learning models in fully homomorphic encryption")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, compile and run encrypted inference on an embedded dataset.
+    Quickstart,
+    /// Train a model on a CSV file (header row; target last unless --target) and compile it.
+    Train {
+        /// Model name (see the error message of an unknown name for the list).
+        #[arg(long)]
+        model: String,
+        /// Training CSV.
+        #[arg(long)]
+        data: PathBuf,
+        /// Target column name (default: the last column).
+        #[arg(long)]
+        target: Option<String>,
+        /// classification or regression.
+        #[arg(long)]
+        task: Option<String>,
+        /// Input quantization bits.
+        #[arg(long)]
+        n_bits: Option<u8>,
+        /// Model hyperparameter, `key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Failure probability per table lookup.
+        #[arg(long, default_value_t = 2f64.powi(-40))]
+        p_error: f64,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score a model on a CSV file in a mode.
+    Eval {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Test CSV.
+        #[arg(long)]
+        data: PathBuf,
+        /// Target column name (default: the last column).
+        #[arg(long)]
+        target: Option<String>,
+        /// clear, simulate or execute.
+        #[arg(long, default_value = "clear")]
+        mode: String,
+        /// Evaluate the mode on the first N rows only.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a compiled model: circuit, bit widths, bootstraps, parameters, key size, latency.
+    Inspect {
+        /// Model file.
+        model: PathBuf,
+    },
+    /// Generate a client key and a (compressed) evaluation key.
+    Keygen {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Directory for client.key and eval.key.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Client: quantize and encrypt the rows of a CSV file (features only, or with a target column to ignore).
+    Encrypt {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Client key.
+        #[arg(long)]
+        key: PathBuf,
+        /// CSV with the model's feature columns (a trailing target column is ignored).
+        #[arg(long)]
+        data: PathBuf,
+        /// Encrypted query file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Server: evaluate encrypted inputs with the evaluation key only.
+    Run {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Evaluation key.
+        #[arg(long)]
+        eval_key: PathBuf,
+        /// Encrypted query.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Encrypted answer file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Client: decrypt an answer and print predictions.
+    Decrypt {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Client key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Encrypted answer.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Print JSON instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>> {
+    settings
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| CliError::Usage(format!("--set {s}: expected key=value")))
+        })
+        .collect()
+}
+
+fn target_column(target: &Option<String>) -> TargetColumn<'_> {
+    target.as_deref().map_or(TargetColumn::Last, TargetColumn::Named)
+}
+
+/// Reads rows to encrypt: the model's features, with an optional trailing target.
+fn read_features(model: &SavedModel, path: &Path) -> Result<ndarray::Array2<f64>> {
+    let table = read_csv(path, TargetColumn::None)?;
+    let n = model.feature_names.len();
+    match table.x.ncols() {
+        c if c == n => Ok(table.x),
+        c if c == n + 1 => Ok(table.x.slice(ndarray::s![.., ..n]).to_owned()),
+        c => Err(CliError::Data {
+            path: path.display().to_string(),
+            detail: format!("{c} columns, the model takes {n} features ({})", model.feature_names.join(", ")),
+        }),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Quickstart => quickstart::run(),
+        Command::Train { model, data, target, task, n_bits, settings, p_error, out } => {
+            let table = read_csv(&data, target_column(&target))?;
+            let config = FheConfig::params().p_error(p_error).check()?;
+            let settings = parse_settings(&settings)?;
+            let options = TrainOptions { model: &model, task: task.as_deref(), n_bits, settings: &settings, config };
+            let saved = model_file::train(&table, &options)?;
+            saved.save(&out)?;
+            let report = saved.fhe.compiled().report();
+            println!(
+                "trained {} on {} rows, {} features; {} bootstraps per sample; saved {}",
+                saved.name,
+                table.x.nrows(),
+                table.x.ncols(),
+                report.bootstraps,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Eval { model, data, target, mode, limit, json } => {
+            let saved = SavedModel::load(&model)?;
+            let mode: Mode = mode.parse()?;
+            let table = read_csv(&data, target_column(&target))?;
+            let y = table.y.as_ref().ok_or_else(|| CliError::Usage("evaluation data needs a target column".into()))?;
+            if table.x.ncols() != saved.feature_names.len() {
+                return Err(CliError::Data {
+                    path: data.display().to_string(),
+                    detail: format!("{} feature columns, the model takes {}", table.x.ncols(), saved.feature_names.len()),
+                });
+            }
+            let report = eval::evaluate(&saved, table.x.view(), y, mode, limit, json)?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?);
+            } else {
+                println!(
+                    "{}: float {:.4}, quantized {:.4}, {} {:.4} on {} rows (agrees with clear on {:.1}%), {} bootstraps/sample, {:.2} ms/sample",
+                    report.metric,
+                    report.float,
+                    report.quantized,
+                    report.mode,
+                    report.score,
+                    report.rows,
+                    100.0 * report.agree_with_clear,
+                    report.pbs_per_sample,
+                    1e3 * report.latency_s
+                );
+            }
+            Ok(())
+        }
+        Command::Inspect { model } => {
+            let saved = SavedModel::load(&model)?;
+            let circuit = saved.fhe.compiled().circuit();
+            let cost = circuit.cost();
+            println!("model             {} ({} features)", saved.name, saved.feature_names.len());
+            println!("circuit           {} nodes, values up to {}", circuit.nodes().len(), cost.max_value_bits);
+            println!("fingerprint       {}", saved.fhe.compiled().fingerprint());
+            println!("{}", saved.fhe.compiled().report());
+            Ok(())
+        }
+        Command::Keygen { model, out_dir } => {
+            let saved = SavedModel::load(&model)?;
+            std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
+            let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
+            write_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
+            write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
+            println!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
+            Ok(())
+        }
+        Command::Encrypt { model, key, data, out } => {
+            let saved = SavedModel::load(&model)?;
+            let fp = saved.fhe.compiled().fingerprint();
+            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
+            let x = read_features(&saved, &data)?;
+            let inputs = saved.fhe.encode(x.view())?;
+            let query = saved.fhe.compiled().client_spec().encrypt(&client_key, &inputs)?;
+            write_atomically(&out, &query.to_bytes()?)?;
+            println!("encrypted {} rows into {}", x.nrows(), out.display());
+            Ok(())
+        }
+        Command::Run { model, eval_key, input, out } => {
+            let saved = SavedModel::load(&model)?;
+            let fp = saved.fhe.compiled().fingerprint();
+            let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?.decompress();
+            let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
+            let answer = saved.fhe.compiled().run(&key, &query)?;
+            write_atomically(&out, &answer.to_bytes()?)?;
+            println!("evaluated {} encrypted rows into {}", query.len(), out.display());
+            Ok(())
+        }
+        Command::Decrypt { model, key, input, json } => {
+            let saved = SavedModel::load(&model)?;
+            let fp = saved.fhe.compiled().fingerprint();
+            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
+            let answer = EncryptedOutputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
+            let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
+            let predictions = saved.fhe.decode(&outputs)?;
+            if json {
+                println!("{}", serde_json::to_string(&predictions).map_err(|e| CliError::Usage(e.to_string()))?);
+            } else {
+                println!("prediction");
+                for p in predictions {
+                    println!("{}", p.value);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The `.fheml` model file: the float model (for reference scores), the lowered and
+//! compiled model, in one checked envelope; plus atomic file writes.
+
+use std::path::Path;
+
+use fheml_circuits::Task;
+use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
+use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Table;
+use crate::error::{CliError, Result};
+
+/// Model names `train` accepts.
+pub fn model_names() -> Vec<&'static str> {
+    LinearModelKind::NAMES.to_vec()
+}
+
+/// The float model a compiled model came from.
+#[derive(Serialize, Deserialize)]
+pub enum FloatModel {
+    /// A linear model.
+    Linear(LinearModel),
+}
+
+impl FloatModel {
+    /// Float predictions (labels or values).
+    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>> {
+        match self {
+            FloatModel::Linear(m) => Ok(m.predict(x)?.to_vec()),
+        }
+    }
+}
+
+/// Everything `train` saves.
+#[derive(Serialize, Deserialize)]
+pub struct SavedModel {
+    /// The model's command-line name.
+    pub name: String,
+    /// Feature column names, in order.
+    pub feature_names: Vec<String>,
+    /// The float model.
+    pub float: FloatModel,
+    /// The quantized, lowered and compiled model.
+    pub fhe: FheModel,
+}
+
+/// Training options.
+pub struct TrainOptions<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// `classification` or `regression`, when the model family has both.
+    pub task: Option<&'a str>,
+    /// Input bits, overriding the model's default.
+    pub n_bits: Option<u8>,
+    /// `key=value` hyperparameters.
+    pub settings: &'a [(String, String)],
+    /// Compilation settings.
+    pub config: FheConfig,
+}
+
+/// Trains the float model, quantizes and compiles it with the training data as calibration set.
+pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
+    let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
+    let kind = LinearModelKind::from_name(options.model).map_err(|_| {
+        CliError::Usage(format!("unknown model `{}`; valid models: {}", options.model, model_names().join(", ")))
+    })?;
+    if let Some(task) = options.task {
+        let wanted = match task {
+            "classification" => true,
+            "regression" => false,
+            other => return Err(CliError::Usage(format!("unknown task `{other}`; use classification or regression"))),
+        };
+        if wanted != kind.is_classifier() {
+            return Err(CliError::Usage(format!("{} does not do {task}", kind.name())));
+        }
+    }
+    let mut params = LinearParams::new(kind);
+    if let Some(n) = options.n_bits {
+        params.n_bits = n;
+    }
+    for (key, value) in options.settings {
+        params = params.set(key, value)?;
+    }
+    let model = LinearModel::fit(params, table.x.view(), y.view())?;
+    let fhe = FheModel::compile(model.compile(table.x.view())?, &options.config)?;
+    Ok(SavedModel { name: kind.name().to_string(), feature_names: table.feature_names.clone(), float: FloatModel::Linear(model), fhe })
+}
+
+impl SavedModel {
+    /// Whether the model predicts classes.
+    pub fn is_classifier(&self) -> bool {
+        matches!(self.fhe.model().task, Task::Classification { .. })
+    }
+
+    /// Writes the model file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = fheml_fhe_runtime::seal(Kind::Model, &self.fhe.compiled().fingerprint(), self)?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Reads and checks a model file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = read_limited(path, limits::MODEL_BYTES)?;
+        let model: SavedModel = fheml_fhe_runtime::open(&bytes, Kind::Model, None, limits::MODEL_BYTES)
+            .map_err(|e| CliError::Data { path: path.display().to_string(), detail: e.to_string() })?;
+        Ok(model)
+    }
+}
+
+/// Reads a file, refusing anything larger than `limit` before reading it.
+pub fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    if size > limit as u64 + 4096 {
+        return Err(CliError::Data { path: path.display().to_string(), detail: format!("{size} bytes exceeds the limit of {limit}") });
+    }
+    std::fs::read(path).map_err(|e| CliError::io(path, e))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it: a failed write never
+/// leaves a partial file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("fheml-partial");
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::io(path, e)
+    })
+}
