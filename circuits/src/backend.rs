@@ -38,12 +38,8 @@ pub trait Backend: Sync {
     type Error: From<CircuitError> + Send;
 
     /// `Σ weight·value + constant`, producing element `out`. Zero weights are never passed.
-    fn linear(
-        &self,
-        terms: &[(i64, &Self::Value)],
-        constant: i64,
-        out: ElementRef,
-    ) -> Result<Self::Value, Self::Error>;
+    fn linear(&self, terms: &[(i64, &Self::Value)], constant: i64, out: ElementRef)
+    -> Result<Self::Value, Self::Error>;
 
     /// `table[round(x)]` (or `table[x]` without rounding), producing element `out`.
     fn lookup(
@@ -67,6 +63,12 @@ pub trait Backend: Sync {
 /// A tensor of backend values.
 pub type Tensor<V> = ArrayD<V>;
 
+/// The inputs (or outputs) of many samples.
+pub type Batch<V> = Vec<Vec<Tensor<V>>>;
+
+/// Every node's value, where kept.
+type NodeValues<V> = Vec<Option<Tensor<V>>>;
+
 /// Which round nodes must be materialised (some consumer is not a lookup, or it is an output).
 fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
     let consumers = circuit.consumers();
@@ -87,11 +89,7 @@ fn map_elements<B: Backend>(
     len: usize,
     f: impl Fn(usize) -> Result<B::Value, B::Error> + Sync + Send,
 ) -> Result<Vec<B::Value>, B::Error> {
-    if backend.parallel_elements() {
-        (0..len).into_par_iter().map(f).collect()
-    } else {
-        (0..len).map(f).collect()
-    }
+    if backend.parallel_elements() { (0..len).into_par_iter().map(f).collect() } else { (0..len).map(f).collect() }
 }
 
 /// Evaluates `circuit` on one sample with `backend`; returns the outputs in order.
@@ -100,24 +98,16 @@ pub fn evaluate<B: Backend>(
     backend: &B,
     inputs: Vec<Tensor<B::Value>>,
 ) -> Result<Vec<Tensor<B::Value>>, B::Error> {
-    let mut values = evaluate_nodes(circuit, backend, inputs, false)?;
-    circuit
-        .outputs()
-        .iter()
-        .map(|id| values[id.0].clone().ok_or_else(|| CircuitError::NoOutput.into()))
-        .collect::<Result<Vec<_>, _>>()
-        .map(|outs| {
-            values.clear();
-            outs
-        })
+    let values = evaluate_nodes(circuit, backend, inputs, false)?;
+    circuit.outputs().iter().map(|id| values[id.0].clone().ok_or_else(|| CircuitError::NoOutput.into())).collect()
 }
 
 /// Evaluates many samples in parallel.
 pub fn evaluate_batch<B: Backend>(
     circuit: &Circuit,
     backend: &B,
-    batch: Vec<Vec<Tensor<B::Value>>>,
-) -> Result<Vec<Vec<Tensor<B::Value>>>, B::Error> {
+    batch: Batch<B::Value>,
+) -> Result<Batch<B::Value>, B::Error> {
     batch.into_par_iter().map(|inputs| evaluate(circuit, backend, inputs)).collect()
 }
 
@@ -127,7 +117,7 @@ pub(crate) fn evaluate_nodes<B: Backend>(
     backend: &B,
     inputs: Vec<Tensor<B::Value>>,
     keep_all: bool,
-) -> Result<Vec<Option<Tensor<B::Value>>>, B::Error> {
+) -> Result<NodeValues<B::Value>, B::Error> {
     if inputs.len() != circuit.inputs().len() {
         return Err(CircuitError::BadInput {
             input: inputs.len(),
@@ -176,9 +166,13 @@ pub(crate) fn evaluate_nodes<B: Backend>(
         let id = NodeId(i);
         let shape = IxDyn(&node.shape);
         let get = |n: &NodeId| values[n.0].as_ref().ok_or(CircuitError::DanglingNode { node: id, operand: *n });
-        let flat = |v: Vec<B::Value>| ArrayD::from_shape_vec(shape.clone(), v).map_err(|e| {
-            CircuitError::ShapeMismatch { node: id, op: node.op.name(), detail: e.to_string() }
-        });
+        let flat = |v: Vec<B::Value>| {
+            ArrayD::from_shape_vec(shape.clone(), v).map_err(|e| CircuitError::ShapeMismatch {
+                node: id,
+                op: node.op.name(),
+                detail: e.to_string(),
+            })
+        };
         let out = |index| ElementRef { node: id, index };
         let result: Option<Tensor<B::Value>> = match &node.op {
             Op::Input { index } => inputs[*index].take(),
@@ -215,10 +209,8 @@ pub(crate) fn evaluate_nodes<B: Backend>(
                 let (k, m) = (w.nrows(), w.ncols());
                 Some(flat(map_elements(backend, node.len(), |e| {
                     let (r, j) = (e / m.max(1), e % m.max(1));
-                    let terms: Vec<(i64, &B::Value)> = (0..k)
-                        .filter(|&i| w[[i, j]] != 0)
-                        .map(|i| (w[[i, j]], xs[r * k + i]))
-                        .collect();
+                    let terms: Vec<(i64, &B::Value)> =
+                        (0..k).filter(|&i| w[[i, j]] != 0).map(|i| (w[[i, j]], xs[r * k + i])).collect();
                     backend.linear(&terms, 0, out(e))
                 })?)?)
             }

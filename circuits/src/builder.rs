@@ -152,7 +152,7 @@ impl CircuitBuilder {
             ));
         }
         let m = weights.ncols();
-        let rows = if k == 0 { 0 } else { node.len() / k };
+        let rows = node.len().checked_div(k).unwrap_or(0);
         let id = self.next_id();
         let mut ranges = Vec::with_capacity(rows * m);
         for r in 0..rows {
@@ -203,13 +203,13 @@ impl CircuitBuilder {
         let id = self.next_id();
         let node = self.get(x)?;
         let channels = node.shape.last().copied().unwrap_or(1);
-        if let Lut::PerChannel(tables) = &lut {
-            if tables.len() != channels {
-                return Err(CircuitError::BadTable {
-                    node: id,
-                    detail: format!("{} per-channel tables for a last axis of {channels}", tables.len()),
-                });
-            }
+        if let Lut::PerChannel(tables) = &lut
+            && tables.len() != channels
+        {
+            return Err(CircuitError::BadTable {
+                node: id,
+                detail: format!("{} per-channel tables for a last axis of {channels}", tables.len()),
+            });
         }
         for table in lut.tables() {
             let len = table.values.len();

@@ -85,20 +85,14 @@ impl Circuit {
     pub fn evaluate_clear_batch(&self, batch: &[Vec<Vec<i64>>]) -> Result<Vec<Vec<Vec<i64>>>> {
         let shaped = batch.iter().map(|s| shape_inputs(self, s)).collect::<Result<Vec<_>>>()?;
         let outs = evaluate_batch(self, &ClearBackend, shaped)?;
-        Ok(outs
-            .into_iter()
-            .map(|sample| sample.into_iter().map(|t| t.iter().copied().collect()).collect())
-            .collect())
+        Ok(outs.into_iter().map(|sample| sample.into_iter().map(|t| t.iter().copied().collect()).collect()).collect())
     }
 }
 
 /// Every node's flat values for one sample (roundings included).
 pub fn evaluate_all_nodes(circuit: &Circuit, inputs: &[Vec<i64>]) -> Result<Vec<Vec<i64>>> {
     let values = evaluate_nodes(circuit, &ClearBackend, shape_inputs(circuit, inputs)?, true)?;
-    values
-        .into_iter()
-        .map(|v| v.map(|t| t.iter().copied().collect()).ok_or(CircuitError::NoOutput))
-        .collect()
+    values.into_iter().map(|v| v.map(|t| t.iter().copied().collect()).ok_or(CircuitError::NoOutput)).collect()
 }
 
 /// Counts what an evaluation costs: bootstraps and leveled multiply-adds.

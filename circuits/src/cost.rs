@@ -57,11 +57,9 @@ pub fn propagate_variance(circuit: &Circuit, source: impl Fn(NodeId, usize) -> f
         let id = NodeId(i);
         let v: Vec<f64> = match &node.op {
             Op::Input { .. } | Op::Lookup(..) => (0..node.len()).map(|e| source(id, e)).collect(),
-            Op::Add(a, b) | Op::Sub(a, b) => var[a.0]
-                .iter()
-                .zip(&var[b.0])
-                .map(|(x, y)| (x.sqrt() + y.sqrt()).powi(2))
-                .collect(),
+            Op::Add(a, b) | Op::Sub(a, b) => {
+                var[a.0].iter().zip(&var[b.0]).map(|(x, y)| (x.sqrt() + y.sqrt()).powi(2)).collect()
+            }
             Op::AddConst(x, _) => var[x.0].clone(),
             Op::MulConst(x, c) => match c.broadcast(IxDyn(&node.shape)) {
                 Some(c) => var[x.0].iter().zip(c.iter()).map(|(v, c)| v * (*c as f64).powi(2)).collect(),
@@ -125,6 +123,7 @@ pub fn read_precision(range: Interval, rounding: Option<FusedRounding>) -> BitWi
 
 impl Circuit {
     /// The cost model of this circuit.
+    #[allow(clippy::needless_range_loop)] // element indices address several parallel arrays
     pub fn cost(&self) -> CostReport {
         let var = propagate_variance(self, |_, _| 1.0);
         let mut lookups = Vec::new();

@@ -173,11 +173,7 @@ impl Op {
         match self {
             Op::Input { .. } => vec![],
             Op::Add(a, b) | Op::Sub(a, b) => vec![*a, *b],
-            Op::AddConst(x, _)
-            | Op::MulConst(x, _)
-            | Op::MatMul(x, _)
-            | Op::Lookup(x, _)
-            | Op::Reshape(x) => vec![*x],
+            Op::AddConst(x, _) | Op::MulConst(x, _) | Op::MatMul(x, _) | Op::Lookup(x, _) | Op::Reshape(x) => vec![*x],
             Op::Sum { input, .. } | Op::Round { input, .. } | Op::Gather { input, .. } => {
                 vec![*input]
             }

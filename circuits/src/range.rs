@@ -114,8 +114,7 @@ impl WideInterval {
 /// Each sample is the list of the circuit's inputs (flat, row-major). Nodes never
 /// evaluated keep their static range.
 pub fn observed_ranges(circuit: &Circuit, samples: &[Vec<Vec<i64>>]) -> Result<Vec<Vec<Interval>>> {
-    let mut observed: Vec<Vec<Option<Interval>>> =
-        circuit.nodes().iter().map(|n| vec![None; n.len()]).collect();
+    let mut observed: Vec<Vec<Option<Interval>>> = circuit.nodes().iter().map(|n| vec![None; n.len()]).collect();
     for sample in samples {
         let values = crate::clear::evaluate_all_nodes(circuit, sample)?;
         for (node_obs, node_vals) in observed.iter_mut().zip(values) {
@@ -130,9 +129,7 @@ pub fn observed_ranges(circuit: &Circuit, samples: &[Vec<Vec<i64>>]) -> Result<V
     Ok(observed
         .into_iter()
         .zip(circuit.nodes())
-        .map(|(obs, node)| {
-            obs.into_iter().zip(&node.ranges).map(|(o, stat)| o.unwrap_or(*stat)).collect()
-        })
+        .map(|(obs, node)| obs.into_iter().zip(&node.ranges).map(|(o, stat)| o.unwrap_or(*stat)).collect())
         .collect())
 }
 

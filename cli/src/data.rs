@@ -40,9 +40,12 @@ pub fn read_csv(path: &Path, target: TargetColumn) -> Result<Table> {
     let target_index = match target {
         TargetColumn::Last => Some(headers.len() - 1),
         TargetColumn::None => None,
-        TargetColumn::Named(name) => Some(headers.iter().position(|h| h == name).ok_or_else(|| {
-            bad(format!("no column named `{name}` (columns: {})", headers.join(", ")))
-        })?),
+        TargetColumn::Named(name) => Some(
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| bad(format!("no column named `{name}` (columns: {})", headers.join(", "))))?,
+        ),
     };
     let mut values = Vec::new();
     let mut rows = 0;
@@ -57,7 +60,10 @@ pub fn read_csv(path: &Path, target: TargetColumn) -> Result<Table> {
                 .parse()
                 .map_err(|_| bad(format!("line {line}, column `{}`: `{cell}` is not a number", headers[c])))?;
             if !v.is_finite() {
-                return Err(bad(format!("line {line}, column `{}`: {cell} is not finite; clean the data first", headers[c])));
+                return Err(bad(format!(
+                    "line {line}, column `{}`: {cell} is not finite; clean the data first",
+                    headers[c]
+                )));
             }
             values.push(v);
         }

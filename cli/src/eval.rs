@@ -78,7 +78,14 @@ fn progress(len: usize, label: &str) -> ProgressBar {
 }
 
 /// Evaluates `model` on `x`/`y`: float and Clear on all rows, `mode` on the first `limit` rows.
-pub fn evaluate(model: &SavedModel, x: ArrayView2<f64>, y: &Array1<f64>, mode: Mode, limit: Option<usize>, quiet: bool) -> Result<EvalReport> {
+pub fn evaluate(
+    model: &SavedModel,
+    x: ArrayView2<f64>,
+    y: &Array1<f64>,
+    mode: Mode,
+    limit: Option<usize>,
+    quiet: bool,
+) -> Result<EvalReport> {
     let classifier = model.is_classifier();
     let truth = y.to_vec();
     let float = score(classifier, &model.float.predict(x)?, &truth);

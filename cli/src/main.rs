@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fheml_fhe_runtime::{ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, limits};
+use fheml_fhe_runtime::{
+    ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, limits,
+};
 
 use crate::data::{TargetColumn, read_csv};
 use crate::error::{CliError, Result};
@@ -194,7 +196,11 @@ fn run(cli: Cli) -> Result<()> {
             if table.x.ncols() != saved.feature_names.len() {
                 return Err(CliError::Data {
                     path: data.display().to_string(),
-                    detail: format!("{} feature columns, the model takes {}", table.x.ncols(), saved.feature_names.len()),
+                    detail: format!(
+                        "{} feature columns, the model takes {}",
+                        table.x.ncols(),
+                        saved.feature_names.len()
+                    ),
                 });
             }
             let report = eval::evaluate(&saved, table.x.view(), y, mode, limit, json)?;
@@ -232,7 +238,10 @@ fn run(cli: Cli) -> Result<()> {
             let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
             write_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
-            println!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
+            println!(
+                "wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)",
+                out_dir.display()
+            );
             Ok(())
         }
         Command::Encrypt { model, key, data, out } => {
@@ -249,7 +258,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { model, eval_key, input, out } => {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
-            let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?.decompress();
+            let key =
+                CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?.decompress();
             let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let answer = saved.fhe.compiled().run(&key, &query)?;
             write_atomically(&out, &answer.to_bytes()?)?;

@@ -85,7 +85,12 @@ pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     }
     let model = LinearModel::fit(params, table.x.view(), y.view())?;
     let fhe = FheModel::compile(model.compile(table.x.view())?, &options.config)?;
-    Ok(SavedModel { name: kind.name().to_string(), feature_names: table.feature_names.clone(), float: FloatModel::Linear(model), fhe })
+    Ok(SavedModel {
+        name: kind.name().to_string(),
+        feature_names: table.feature_names.clone(),
+        float: FloatModel::Linear(model),
+        fhe,
+    })
 }
 
 impl SavedModel {
@@ -113,7 +118,10 @@ impl SavedModel {
 pub fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
     let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
     if size > limit as u64 + 4096 {
-        return Err(CliError::Data { path: path.display().to_string(), detail: format!("{size} bytes exceeds the limit of {limit}") });
+        return Err(CliError::Data {
+            path: path.display().to_string(),
+            detail: format!("{size} bytes exceeds the limit of {limit}"),
+        });
     }
     std::fs::read(path).map_err(|e| CliError::io(path, e))
 }

@@ -41,6 +41,8 @@ pub fn run() -> Result<()> {
             1e3 * r.latency_s
         );
     }
-    println!("\nfhe = real TFHE (encrypt, evaluate on ciphertexts, decrypt); agree = same prediction as the clear integer model");
+    println!(
+        "\nfhe = real TFHE (encrypt, evaluate on ciphertexts, decrypt); agree = same prediction as the clear integer model"
+    );
     Ok(())
 }

@@ -101,8 +101,9 @@ impl CompiledCircuit {
     /// Plans `circuit` for TFHE under `config`: encodings, noise, parameter set.
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
-        let bytes = bincode::serde::encode_to_vec((&circuit, &plan.parameter_set, &plan.deltas), bincode::config::standard())
-            .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
+        let bytes =
+            bincode::serde::encode_to_vec((&circuit, &plan.parameter_set, &plan.deltas), bincode::config::standard())
+                .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
         Ok(Self { fingerprint: Fingerprint::of(&bytes), circuit, plan })
     }
 
@@ -243,7 +244,11 @@ impl CompiledCircuit {
             .par_iter()
             .enumerate()
             .map(|(i, sample)| {
-                let backend = SimulatedBackend { circuit: &self.circuit, plan: &self.plan, seed: splitmix(seed ^ splitmix(i as u64)) };
+                let backend = SimulatedBackend {
+                    circuit: &self.circuit,
+                    plan: &self.plan,
+                    seed: splitmix(seed ^ splitmix(i as u64)),
+                };
                 let outs = evaluate(&self.circuit, &backend, shape_inputs(&self.circuit, sample)?)?;
                 Ok(outs.into_iter().map(|t| t.iter().copied().collect()).collect())
             })
@@ -334,12 +339,20 @@ impl ClientSpec {
 
     fn encode_sample(&self, sample: &[Vec<i64>]) -> Result<Vec<u64>> {
         if sample.len() != self.inputs.len() {
-            return Err(FheError::BadInput(format!("{} inputs given, the circuit takes {}", sample.len(), self.inputs.len())));
+            return Err(FheError::BadInput(format!(
+                "{} inputs given, the circuit takes {}",
+                sample.len(),
+                self.inputs.len()
+            )));
         }
         let mut plaintexts = Vec::new();
         for (index, (values, (_, ranges, deltas))) in sample.iter().zip(&self.inputs).enumerate() {
             if values.len() != ranges.len() {
-                return Err(FheError::BadInput(format!("input {index}: {} values, expected {}", values.len(), ranges.len())));
+                return Err(FheError::BadInput(format!(
+                    "input {index}: {} values, expected {}",
+                    values.len(),
+                    ranges.len()
+                )));
             }
             for (e, ((v, r), d)) in values.iter().zip(ranges).zip(deltas).enumerate() {
                 if !r.contains(*v) {
@@ -364,7 +377,10 @@ impl ClientSpec {
             .samples
             .iter()
             .map(|(list, deltas)| {
-                if list.lwe_ciphertext_count().0 != total || deltas.len() != total || list.lwe_size() != secret.lwe_dimension().to_lwe_size() {
+                if list.lwe_ciphertext_count().0 != total
+                    || deltas.len() != total
+                    || list.lwe_size() != secret.lwe_dimension().to_lwe_size()
+                {
                     return Err(FheError::BadCiphertexts(format!(
                         "{} output ciphertexts, expected {total}",
                         list.lwe_ciphertext_count().0

@@ -104,12 +104,7 @@ pub fn peek_fingerprint(bytes: &[u8], kind: Kind) -> Result<Fingerprint> {
 
 /// Opens an envelope: checks magic, kind, version, fingerprint (when `expected` is given),
 /// size limit and checksum, then decodes.
-pub fn open<T: DeserializeOwned>(
-    bytes: &[u8],
-    kind: Kind,
-    expected: Option<&Fingerprint>,
-    limit: usize,
-) -> Result<T> {
+pub fn open<T: DeserializeOwned>(bytes: &[u8], kind: Kind, expected: Option<&Fingerprint>, limit: usize) -> Result<T> {
     let what = kind.name();
     let bad = |detail: String| FheError::Format { what, detail };
     let found = peek_fingerprint(bytes, kind)?;
@@ -136,8 +131,8 @@ pub fn open<T: DeserializeOwned>(
         return Err(bad("checksum mismatch: the file is corrupted".into()));
     }
     let config = bincode::config::standard().with_limit::<{ 1 << 34 }>();
-    let (value, used) = bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| bad(format!("cannot decode: {e}")))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config).map_err(|e| bad(format!("cannot decode: {e}")))?;
     if used != len {
         return Err(bad(format!("{} trailing payload bytes", len - used)));
     }

@@ -72,10 +72,7 @@ impl FheModel {
 
     /// The circuit inputs of each row (client-side quantization and encoding).
     pub fn encode(&self, x: ArrayView2<f64>) -> Result<Vec<Vec<Vec<i64>>>> {
-        x.rows()
-            .into_iter()
-            .map(|row| self.model.encode(&row.to_vec()).map_err(FheError::from))
-            .collect()
+        x.rows().into_iter().map(|row| self.model.encode(&row.to_vec()).map_err(FheError::from)).collect()
     }
 
     /// Decrypted (or clear) outputs to predictions.

@@ -45,7 +45,8 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
         .iter()
         .map(|s| {
             let list = s.clone().decompress_into_glwe_ciphertext_list();
-            let mut lwe = LweCiphertextOwned::new(0u64, secret.lwe_dimension().to_lwe_size(), list.ciphertext_modulus());
+            let mut lwe =
+                LweCiphertextOwned::new(0u64, secret.lwe_dimension().to_lwe_size(), list.ciphertext_modulus());
             extract_lwe_sample_from_glwe_ciphertext(&list.get(0), &mut lwe, MonomialDegree(0));
             lwe
         })

@@ -84,18 +84,78 @@ impl ParameterSetId {
         use ParameterSetId::*;
         // Costs and 2-norms are those documented beside each constant in tfhe-rs.
         let (name, params, cost, max_norm2) = match self {
-            M1C1P40 => ("V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40, 49.0, 3.0),
-            M2C2P40 => ("V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40, 107.0, 5.0),
-            M3C3P40 => ("V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40, 816.0, 9.0),
-            M4C4P40 => ("V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40", v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40, 4165.0, 17.0),
-            M1C1P64 => ("V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64, 64.0, 3.0),
-            M2C2P64 => ("V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64, 112.0, 5.0),
-            M3C3P64 => ("V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64, 850.0, 9.0),
-            M4C4P64 => ("V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64", v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64, 6737.0, 17.0),
-            M1C1P128 => ("V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128, 67.0, 3.0),
-            M2C2P128 => ("V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128, 113.0, 5.0),
-            M3C3P128 => ("V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128, 900.0, 9.0),
-            M4C4P128 => ("V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128", v1_8::V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128, 11860.0, 17.0),
+            M1C1P40 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M40,
+                49.0,
+                3.0,
+            ),
+            M2C2P40 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40,
+                107.0,
+                5.0,
+            ),
+            M3C3P40 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M40,
+                816.0,
+                9.0,
+            ),
+            M4C4P40 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M40,
+                4165.0,
+                17.0,
+            ),
+            M1C1P64 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M64,
+                64.0,
+                3.0,
+            ),
+            M2C2P64 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M64,
+                112.0,
+                5.0,
+            ),
+            M3C3P64 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M64,
+                850.0,
+                9.0,
+            ),
+            M4C4P64 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M64,
+                6737.0,
+                17.0,
+            ),
+            M1C1P128 => (
+                "V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128",
+                v1_8::V1_8_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128,
+                67.0,
+                3.0,
+            ),
+            M2C2P128 => (
+                "V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+                v1_8::V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128,
+                113.0,
+                5.0,
+            ),
+            M3C3P128 => (
+                "V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128",
+                v1_8::V1_8_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128,
+                900.0,
+                9.0,
+            ),
+            M4C4P128 => (
+                "V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128",
+                v1_8::V1_8_PARAM_MESSAGE_4_CARRY_4_KS_PBS_TUNIFORM_2M128,
+                11860.0,
+                17.0,
+            ),
         };
         ParameterSet { id: self, name, params, cost, max_norm2 }
     }
@@ -104,9 +164,7 @@ impl ParameterSetId {
 fn t_uniform_variance(distribution: DynamicDistribution<u64>) -> f64 {
     match distribution {
         // (2^(2b+1) + 1) / 6 on Z/2^64, normalised to the unit torus.
-        DynamicDistribution::TUniform(t) => {
-            ((2f64.powi(2 * t.bound_log2() as i32 + 1) + 1.0) / 6.0) * 2f64.powi(-128)
-        }
+        DynamicDistribution::TUniform(t) => ((2f64.powi(2 * t.bound_log2() as i32 + 1) + 1.0) / 6.0) * 2f64.powi(-128),
         DynamicDistribution::Gaussian(g) => g.standard_dev().0.powi(2),
     }
 }

@@ -18,7 +18,9 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use fheml_circuits::{BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, propagate_variance};
+use fheml_circuits::{
+    BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, propagate_variance,
+};
 
 use crate::error::{FheError, Result};
 use crate::noise::{log2_probability, two_sided_tail};
@@ -394,7 +396,11 @@ pub struct CompileReport {
 impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "parameters        {}", self.parameter_set)?;
-        writeln!(f, "bootstraps        {} per sample (max {} , 2-norm {:.1})", self.bootstraps, self.max_precision, self.max_norm2)?;
+        writeln!(
+            f,
+            "bootstraps        {} per sample (max {} , 2-norm {:.1})",
+            self.bootstraps, self.max_precision, self.max_norm2
+        )?;
         writeln!(f, "leveled terms     {}", self.leveled_terms)?;
         writeln!(
             f,
@@ -404,7 +410,11 @@ impl std::fmt::Display for CompileReport {
             log2_probability(self.global_p_error),
             log2_probability(self.p_error)
         )?;
-        writeln!(f, "ciphertexts       {} in, {} out (LWE dimension {})", self.input_ciphertexts, self.output_ciphertexts, self.ciphertext_dimension)?;
+        writeln!(
+            f,
+            "ciphertexts       {} in, {} out (LWE dimension {})",
+            self.input_ciphertexts, self.output_ciphertexts, self.ciphertext_dimension
+        )?;
         writeln!(f, "evaluation key    {:.1} MiB", self.evaluation_key_bytes as f64 / (1 << 20) as f64)?;
         write!(f, "expected time     {:.3} s per sample on {} threads", self.expected_seconds, self.threads)
     }
@@ -479,7 +489,13 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
             expected_seconds: cost.bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
             threads,
         };
-        return Ok(Plan { parameter_set: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, report });
+        return Ok(Plan {
+            parameter_set: set.id,
+            deltas,
+            sink_std: eval.sink_std,
+            output_std: eval.output_std,
+            report,
+        });
     }
     Err(FheError::NoParameters(reasons.join("; ")))
 }

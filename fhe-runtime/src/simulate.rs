@@ -39,7 +39,13 @@ impl SimulatedBackend<'_> {
         let boxes = 1i64 << spec.read_bits;
         let b = (c / unit).round() as i64;
         // Past either end the negacyclic accumulator returns the negated wrapped entry.
-        if b < 0 && c < -unit / 2.0 { (b.rem_euclid(boxes), true) } else if b >= boxes { (b - boxes, true) } else { (b.max(0), false) }
+        if b < 0 && c < -unit / 2.0 {
+            (b.rem_euclid(boxes), true)
+        } else if b >= boxes {
+            (b - boxes, true)
+        } else {
+            (b.max(0), false)
+        }
     }
 }
 

@@ -42,7 +42,8 @@ impl TfheBackend<'_> {
     fn accumulator(&self, spec: &ReadSpec, out_delta: u32, f: impl Fn(i64) -> i64) -> GlweCiphertextOwned<u64> {
         let p = &self.params;
         let n = p.polynomial_size.0;
-        let mut acc = GlweCiphertextOwned::new(0u64, p.glwe_dimension.to_glwe_size(), p.polynomial_size, p.ciphertext_modulus);
+        let mut acc =
+            GlweCiphertextOwned::new(0u64, p.glwe_dimension.to_glwe_size(), p.polynomial_size, p.ciphertext_modulus);
         let boxes = 1usize << spec.read_bits;
         let box_size = n / boxes;
         {

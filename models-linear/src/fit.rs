@@ -50,16 +50,26 @@ fn smartcore_coefficients(coef: &DenseMatrix<f64>, intercept: &DenseMatrix<f64>)
     let (rows, cols) = coef.shape();
     // smartcore stores (outputs, features) for logistic and (features, 1) for regressors.
     let (outputs, features, transposed) = if cols == 1 && rows > 1 { (1, rows, false) } else { (rows, cols, true) };
-    let weights = Array2::from_shape_fn((features, outputs), |(f, o)| {
-        if transposed { *coef.get((o, f)) } else { *coef.get((f, o)) }
-    });
+    let weights =
+        Array2::from_shape_fn(
+            (features, outputs),
+            |(f, o)| {
+                if transposed { *coef.get((o, f)) } else { *coef.get((f, o)) }
+            },
+        );
     let (ir, ic) = intercept.shape();
-    let intercept = Array1::from_shape_fn(outputs, |o| if ir >= ic { *intercept.get((o, 0)) } else { *intercept.get((0, o)) });
+    let intercept =
+        Array1::from_shape_fn(outputs, |o| if ir >= ic { *intercept.get((o, 0)) } else { *intercept.get((0, o)) });
     Ok(Coefficients { weights, intercept })
 }
 
 /// Fits `kind` on `x`, with `y` as class indices (classifiers) or targets.
-pub(crate) fn fit(params: &LinearParams, x: ArrayView2<f64>, y: ArrayView1<f64>, n_classes: usize) -> Result<Coefficients> {
+pub(crate) fn fit(
+    params: &LinearParams,
+    x: ArrayView2<f64>,
+    y: ArrayView1<f64>,
+    n_classes: usize,
+) -> Result<Coefficients> {
     use LinearModelKind::*;
     let scaler = Standardizer::fit(x);
     let z = scaler.transform(x);
@@ -97,7 +107,8 @@ pub(crate) fn fit(params: &LinearParams, x: ArrayView2<f64>, y: ArrayView1<f64>,
         Logistic => {
             let xs = dense(z.view())?;
             let ys: Vec<i64> = y.iter().map(|v| *v as i64).collect();
-            let p = smartcore::linear::logistic_regression::LogisticRegressionParameters::default().with_alpha(params.alpha);
+            let p = smartcore::linear::logistic_regression::LogisticRegressionParameters::default()
+                .with_alpha(params.alpha);
             let m = smartcore::linear::logistic_regression::LogisticRegression::fit(&xs, &ys, p)
                 .map_err(|e| LinearError::Fit(e.to_string()))?;
             smartcore_coefficients(m.coefficients(), m.intercept())?
@@ -115,7 +126,8 @@ fn linear_coefficients(coef: &DenseMatrix<f64>, intercept: f64) -> Result<Coeffi
     use smartcore::linalg::basic::arrays::Array;
     let (rows, cols) = coef.shape();
     let features = rows.max(cols);
-    let weights = Array2::from_shape_fn((features, 1), |(f, _)| if cols == 1 { *coef.get((f, 0)) } else { *coef.get((0, f)) });
+    let weights =
+        Array2::from_shape_fn((features, 1), |(f, _)| if cols == 1 { *coef.get((f, 0)) } else { *coef.get((0, f)) });
     Ok(Coefficients { weights, intercept: Array1::from_elem(1, intercept) })
 }
 
@@ -163,7 +175,10 @@ fn glm(z: &Array2<f64>, y: ArrayView1<f64>, params: &LinearParams) -> Result<Coe
         _ => params.power,
     };
     if y.iter().any(|v| *v < 0.0 || (power >= 2.0 && *v <= 0.0)) {
-        return Err(LinearError::Data(format!("targets must be {} for this GLM", if power >= 2.0 { "positive" } else { "non-negative" })));
+        return Err(LinearError::Data(format!(
+            "targets must be {} for this GLM",
+            if power >= 2.0 { "positive" } else { "non-negative" }
+        )));
     }
     let xb = with_intercept(z.view());
     let n = y.len() as f64;

@@ -157,7 +157,8 @@ impl LinearModel {
         let folded = Array2::from_shape_fn(self.weights.dim(), |(i, j)| {
             self.weights[[i, j]] * quantizer.quantizers()[i].scale()
         });
-        let weight_config = QuantizerConfig::params().n_bits(self.params.w_bits).signed(true).symmetric(true).check()?;
+        let weight_config =
+            QuantizerConfig::params().n_bits(self.params.w_bits).signed(true).symmetric(true).check()?;
         let weight_quantizer = UniformQuantizer::calibrate(&weight_config, folded.iter().copied())?;
         let integer_weights = weight_quantizer.quantize(&folded)?.values;
         let scale = weight_quantizer.scale();
@@ -177,7 +178,11 @@ impl LinearModel {
         let ranges = quantizer.quantizers().iter().map(|q| Interval { lo: q.qmin(), hi: q.qmax() }).collect();
         let x = b.input_with_ranges(&[self.weights.nrows()], ranges)?;
         let acc = b.matmul(x, integer_weights)?;
-        let scores = b.add_const(acc, ArrayD::from_shape_vec(IxDyn(&[constants.len()]), constants).map_err(|e| LinearError::Fit(e.to_string()))?)?;
+        let scores = b.add_const(
+            acc,
+            ArrayD::from_shape_vec(IxDyn(&[constants.len()]), constants)
+                .map_err(|e| LinearError::Fit(e.to_string()))?,
+        )?;
         b.output(scores)?;
         Ok(ModelCircuit {
             circuit: b.build()?,

@@ -95,7 +95,10 @@ impl LinearParams {
     pub fn check(self) -> Result<Self> {
         let bad = |m: String| Err(LinearError::Param(m));
         if !(1..=16).contains(&self.n_bits) || !(2..=16).contains(&self.w_bits) {
-            return bad(format!("n_bits must be in 1..=16 and w_bits in 2..=16, got {} and {}", self.n_bits, self.w_bits));
+            return bad(format!(
+                "n_bits must be in 1..=16 and w_bits in 2..=16, got {} and {}",
+                self.n_bits, self.w_bits
+            ));
         }
         if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
             return bad(format!("alpha must be >= 0, got {}", self.alpha));
@@ -103,7 +106,8 @@ impl LinearParams {
         if !(0.0..=1.0).contains(&self.l1_ratio) {
             return bad(format!("l1_ratio must be in [0, 1], got {}", self.l1_ratio));
         }
-        if !(self.c > 0.0 && self.c.is_finite()) || !(self.epsilon >= 0.0) || !(self.learning_rate > 0.0) {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !(positive(self.c) && positive(self.learning_rate) && self.epsilon >= 0.0 && self.epsilon.is_finite()) {
             return bad("c and learning_rate must be > 0, epsilon >= 0".into());
         }
         if self.kind == LinearModelKind::Tweedie && (self.power > 0.0 && self.power < 1.0 || self.power < 0.0) {

@@ -71,8 +71,19 @@ fn files_round_trip_gives_clear_predictions() {
     let (train, test) = write_dataset(&dir);
     let model = dir.path("model.fheml");
     ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&model)]);
-    let eval: serde_json::Value =
-        serde_json::from_str(&ok(&["eval", "--model", s(&model), "--data", s(&test), "--mode", "execute", "--limit", "5", "--json"])).unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--mode",
+        "execute",
+        "--limit",
+        "5",
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(eval["agree_with_clear"], 1.0);
     assert_eq!(eval["pbs_per_sample"], 0);
     assert!(eval["quantized"].as_f64().unwrap() > 0.9);
@@ -104,7 +115,10 @@ fn files_round_trip_gives_clear_predictions() {
     let other = dir.path("other.fheml");
     ok(&["train", "--model", "ridge", "--data", s(&train), "--out", s(&other)]);
     let stale = dir.path("stale.bin");
-    fails(&["run", "--model", s(&other), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&stale)], "another model");
+    fails(
+        &["run", "--model", s(&other), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&stale)],
+        "another model",
+    );
     assert!(!stale.exists());
     fails(&["decrypt", "--model", s(&other), "--key", s(&client_key), "--in", s(&answer)], "another model");
 
@@ -147,9 +161,15 @@ fn bad_input_gives_one_line_errors() {
     let empty = csv("empty.csv", "a,b,y\n");
     fails(&["train", "--model", "logistic", "--data", s(&empty), "--out", s(&out)], "no data rows");
     fails(&["train", "--model", "nope", "--data", s(&train), "--out", s(&out)], "unknown model");
-    fails(&["train", "--model", "logistic", "--data", s(&train), "--set", "depth=3", "--out", s(&out)], "unknown option");
+    fails(
+        &["train", "--model", "logistic", "--data", s(&train), "--set", "depth=3", "--out", s(&out)],
+        "unknown option",
+    );
     fails(&["train", "--model", "logistic", "--data", s(&train), "--set", "alpha", "--out", s(&out)], "key=value");
-    fails(&["train", "--model", "logistic", "--data", s(&train), "--target", "zzz", "--out", s(&out)], "no column named");
+    fails(
+        &["train", "--model", "logistic", "--data", s(&train), "--target", "zzz", "--out", s(&out)],
+        "no column named",
+    );
     fails(&["train", "--model", "logistic", "--data", s(&dir.path("missing.csv")), "--out", s(&out)], "missing.csv");
     assert!(!out.exists(), "no partial model file");
 

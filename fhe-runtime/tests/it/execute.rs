@@ -40,8 +40,7 @@ fn leveled_dot_product_needs_no_evaluation_key() {
     let compiled = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap();
     assert!(!compiled.report().needs_evaluation_key);
     assert_eq!(compiled.report().bootstraps, 0);
-    let batch: Vec<Vec<Vec<i64>>> =
-        (0..4).map(|s| vec![(0..30).map(|i| (i * 7 + s * 61) % 256).collect()]).collect();
+    let batch: Vec<Vec<Vec<i64>>> = (0..4).map(|s| vec![(0..30).map(|i| (i * 7 + s * 61) % 256).collect()]).collect();
     assert_eq!(execute(&compiled, &batch), compiled.circuit().evaluate_clear_batch(&batch).unwrap());
 }
 
@@ -52,9 +51,8 @@ fn roundings_and_per_channel_tables_execute_exactly() {
     let acc = b.matmul(x, array![[2, -1], [1, 3], [-2, 1]]).unwrap(); // up to 5 bits
     let rounded = b.round(acc, 2, RoundingMode::Exact).unwrap();
     let relu = b.lookup(rounded, Lut::Single(Table::from_fn(-8, 4, |v| v.max(0)))).unwrap();
-    let per_channel = b
-        .lookup(relu, Lut::PerChannel(vec![Table::from_fn(0, 3, |v| 3 * v), Table::from_fn(0, 3, |v| -v)]))
-        .unwrap();
+    let per_channel =
+        b.lookup(relu, Lut::PerChannel(vec![Table::from_fn(0, 3, |v| 3 * v), Table::from_fn(0, 3, |v| -v)])).unwrap();
     b.output(per_channel).unwrap();
     let standalone = b.round(acc, 1, RoundingMode::Exact).unwrap();
     b.output(standalone).unwrap();

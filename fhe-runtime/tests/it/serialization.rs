@@ -50,7 +50,10 @@ fn keys_and_ciphertexts_round_trip_and_bad_bytes_are_refused() {
     assert!(EncryptedInputs::from_bytes(&corrupt, &fp).unwrap_err().to_string().contains("corrupted"));
     assert!(matches!(ClientKey::from_bytes(&q_bytes, &fp), Err(FheError::Format { .. })), "wrong kind");
     assert!(matches!(EncryptedInputs::from_bytes(&q_bytes, &other.fingerprint()), Err(FheError::WrongModel { .. })));
-    assert!(matches!(CompressedEvaluationKey::from_bytes(&ek_bytes, &other.fingerprint()), Err(FheError::WrongModel { .. })));
+    assert!(matches!(
+        CompressedEvaluationKey::from_bytes(&ek_bytes, &other.fingerprint()),
+        Err(FheError::WrongModel { .. })
+    ));
 
     // Objects of another model are refused at use, too.
     let (other_ck, other_ek) = other.client_spec().keygen();
