@@ -1,8 +1,16 @@
-//! `cargo xtask`: project automation (CI checks; benchmarks and releases land later).
+//! `cargo xtask`: project automation.
+//!
+//! - `cargo xtask ci`: `cargo fmt --check`, clippy with `-D warnings`, the tests.
+//! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--out FILE] [--micro]`:
+//!   end-to-end benchmarks through the `fheml` command, written to BENCHMARKS.md beside
+//!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead).
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
-fn cargo(args: &[&str]) -> bool {
+/// Runs `cargo` with `args`, echoing the command.
+pub fn cargo(args: &[&str]) -> bool {
     eprintln!("$ cargo {}", args.join(" "));
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
@@ -17,14 +25,21 @@ fn ci() -> bool {
         && cargo(&["test", "--workspace"])
 }
 
+const USAGE: &str = "usage: cargo xtask ci | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
+[--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro]";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let ok = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
-        _ => {
-            eprintln!("usage: cargo xtask ci   (fmt --check, clippy -D warnings, tests)");
-            false
-        }
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci().then_some(()).ok_or_else(|| "ci failed".to_string()),
+        Some("bench") => bench::run(&args[1..]),
+        _ => Err(USAGE.to_string()),
     };
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

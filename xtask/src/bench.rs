@@ -1,0 +1,224 @@
+//! End-to-end benchmarks against Concrete ML, through the release `fheml` binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::cargo;
+
+/// One benchmarked configuration.
+struct Case {
+    family: &'static str,
+    model: &'static str,
+    settings: &'static [&'static str],
+    n_bits: &'static str,
+}
+
+/// Hyperparameters as in ../shared/ANCHORS.md, so rows compare like with like.
+fn case(family: &str, classification: bool) -> Option<Case> {
+    Some(match family {
+        "linear" if classification => Case { family: "linear", model: "logistic", settings: &[], n_bits: "8" },
+        "linear" => Case { family: "linear", model: "linear", settings: &[], n_bits: "8" },
+        "tree" => Case { family: "tree", model: "tree", settings: &["max_depth=5"], n_bits: "6" },
+        "forest" => Case { family: "forest", model: "forest", settings: &["n_estimators=20", "max_depth=4"], n_bits: "6" },
+        "gbdt" => Case { family: "gbdt", model: "gbdt", settings: &["n_estimators=20", "max_depth=3"], n_bits: "6" },
+        "mlp" => Case { family: "mlp", model: "mlp", settings: &["w_bits=3", "a_bits=3"], n_bits: "3" },
+        _ => return None,
+    })
+}
+
+struct Options {
+    quick: bool,
+    models: Vec<String>,
+    datasets: Vec<String>,
+    anchors: PathBuf,
+    out: PathBuf,
+    data_dir: PathBuf,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
+    let mut o = Options {
+        quick: false,
+        models: list("linear,tree,forest,gbdt,mlp"),
+        datasets: list("breast_cancer,iris,diabetes"),
+        anchors: PathBuf::from("../shared/ANCHORS.jsonl"),
+        out: PathBuf::from("BENCHMARKS.md"),
+        data_dir: PathBuf::from("../shared/datasets"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--models" => o.models = list(&value()?),
+            "--datasets" => o.datasets = list(&value()?),
+            "--anchors" => o.anchors = PathBuf::from(value()?),
+            "--out" => o.out = PathBuf::from(value()?),
+            "--data-dir" => o.data_dir = PathBuf::from(value()?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cpu}, {threads} threads")
+}
+
+fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            let key = (v["dataset"].as_str()?.to_string(), v["model"].as_str()?.to_string());
+            Some((key, v))
+        })
+        .collect()
+}
+
+/// Where the CSV splits are: ../shared/datasets, else the embedded datasets exported by `fheml`.
+fn dataset_files(o: &Options, fheml: &Path, dataset: &str, scratch: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let (train, test) = (o.data_dir.join(format!("{dataset}_train.csv")), o.data_dir.join(format!("{dataset}_test.csv")));
+    if train.exists() && test.exists() {
+        return Ok((train, test));
+    }
+    self::fheml(fheml, &["dataset", "--name", dataset, "--out-dir", &scratch.display().to_string()])?;
+    Ok((scratch.join(format!("{dataset}_train.csv")), scratch.join(format!("{dataset}_test.csv"))))
+}
+
+fn fheml(bin: &Path, args: &[&str]) -> Result<String, String> {
+    eprintln!("$ fheml {}", args.join(" "));
+    let out = Command::new(bin).args(args).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn cell(v: &Value, key: &str, digits: usize) -> String {
+    v[key].as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+fn ratio(theirs: Option<f64>, ours: Option<f64>) -> String {
+    match (theirs, ours) {
+        (Some(t), Some(o)) if o > 0.0 => format!("{:.1}x", t / o),
+        (Some(t), Some(_)) if t > 0.0 => "∞".into(),
+        _ => "–".into(),
+    }
+}
+
+/// `cargo xtask bench`.
+pub fn run_bench(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    if !cargo(&["build", "--release", "-p", "fheml-cli"]) {
+        return Err("building fheml failed".into());
+    }
+    let fheml = PathBuf::from("target/release/fheml");
+    let scratch = std::env::temp_dir().join(format!("fheml-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let anchors = anchors(&o.anchors);
+    let mut rows = Vec::new();
+    for dataset in &o.datasets {
+        let classification = dataset != "diabetes";
+        let (train, test) = dataset_files(&o, &fheml, dataset, &scratch)?;
+        for family in &o.models {
+            let Some(c) = case(family, classification) else { return Err(format!("unknown model family {family}")) };
+            let model_file = scratch.join(format!("{dataset}-{family}.fheml"));
+            let task = if classification { "classification" } else { "regression" };
+            let mut train_args: Vec<String> = ["train", "--model", c.model, "--task", task, "--n-bits", c.n_bits]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            train_args.extend(["--data".into(), train.display().to_string(), "--out".into(), model_file.display().to_string()]);
+            for s in c.settings {
+                train_args.extend(["--set".to_string(), s.to_string()]);
+            }
+            let train_refs: Vec<&str> = train_args.iter().map(String::as_str).collect();
+            let limit = match (c.family, o.quick) {
+                ("linear", false) => "20",
+                ("linear", true) => "5",
+                (_, false) => "5",
+                (_, true) => "2",
+            };
+            let result = self::fheml(&fheml, &train_refs).and_then(|_| {
+                self::fheml(&fheml, &[
+                    "eval",
+                    "--model",
+                    &model_file.display().to_string(),
+                    "--data",
+                    &test.display().to_string(),
+                    "--mode",
+                    "execute",
+                    "--limit",
+                    limit,
+                    "--json",
+                ])
+            });
+            let anchor = anchors.get(&(dataset.clone(), c.family.to_string())).cloned();
+            rows.push((dataset.clone(), c, result.and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string())), anchor));
+        }
+    }
+    let mut md = String::new();
+    md += "# Benchmarks\n\nGenerated by `cargo xtask bench`";
+    md += if o.quick { " --quick" } else { "" };
+    md += &format!(
+        ". Machine: {}. Concrete ML figures from `{}` (Concrete ML 1.9.0, p_error 2^-40, same splits and hyperparameters). \
+fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + encrypt + evaluate + decrypt, in Execute mode \
+(real TFHE), on the first rows of the test split.\n\n",
+        machine(),
+        o.anchors.display()
+    );
+    md += "| dataset | model | metric | float | quantized | FHE (rows) | agrees w/ clear | PBS/sample (CML) | max bits | parameters | keygen s | eval key MB | latency ms | CML latency ms | speed-up |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (dataset, c, result, anchor) in rows {
+        let name = format!("{} ({}n_bits {})", c.model, c.settings.iter().map(|s| format!("{s}, ")).collect::<String>(), c.n_bits);
+        match result {
+            Ok(v) => {
+                let cml_pbs = anchor.as_ref().and_then(|a| a["pbs_count"].as_f64());
+                let cml_latency = anchor.as_ref().and_then(|a| a["fhe_latency_s"].as_f64());
+                md += &format!(
+                    "| {dataset} | {name} | {} | {} | {} | {} ({}) | {} | {} ({}) | {} | {} | {} | {:.1} | {:.3} | {} | {} |\n",
+                    v["metric"].as_str().unwrap_or("?"),
+                    cell(&v, "float", 3),
+                    cell(&v, "quantized", 3),
+                    cell(&v, "score", 3),
+                    v["rows"],
+                    cell(&v, "agree_with_clear", 2),
+                    v["pbs_per_sample"],
+                    cml_pbs.map_or("–".into(), |p| format!("{p:.0}")),
+                    v["max_tlu_bits"],
+                    v["parameters"].as_str().unwrap_or("?").replace("_PARAM_", " ").replace("_KS_PBS_TUNIFORM", ""),
+                    cell(&v, "keygen_s", 2),
+                    v["eval_key_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                    1e3 * v["latency_s"].as_f64().unwrap_or(f64::NAN),
+                    cml_latency.map_or("–".into(), |l| format!("{:.1}", 1e3 * l)),
+                    ratio(cml_latency, v["latency_s"].as_f64()),
+                );
+            }
+            Err(e) => {
+                let first = e.lines().last().unwrap_or("").replace('|', "/");
+                md += &format!("| {dataset} | {name} | not available: {first} |||||||||||||\n");
+            }
+        }
+    }
+    std::fs::write(&o.out, md).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    eprintln!("wrote {}", o.out.display());
+    Ok(())
+}
+
+/// Entry point: `--micro` runs the crates' criterion benches.
+pub fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--micro") {
+        return cargo(&["bench", "--workspace"]).then_some(()).ok_or_else(|| "benches failed".into());
+    }
+    run_bench(args)
+}
