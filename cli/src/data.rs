@@ -85,16 +85,52 @@ pub fn read_csv(path: &Path, target: TargetColumn) -> Result<Table> {
 }
 
 /// An embedded dataset split 80/20 (every fifth row is a test row).
-pub fn embedded_breast_cancer() -> (Table, Table) {
-    let d = smartcore::dataset::breast_cancer::load_dataset();
-    let x = Array2::from_shape_vec((d.num_samples, d.num_features), d.data.into_iter().map(f64::from).collect())
-        .unwrap_or_else(|_| Array2::zeros((0, 0)));
-    let y: Array1<f64> = d.target.into_iter().map(f64::from).collect();
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|i| i % 5 == 0);
+pub fn embedded(name: &str) -> Result<(Table, Table)> {
+    let (data, target, features, names): (Vec<f32>, Vec<f64>, usize, Vec<String>) = match name {
+        "breast_cancer" => {
+            let d = smartcore::dataset::breast_cancer::load_dataset();
+            (d.data, d.target.into_iter().map(f64::from).collect(), d.num_features, d.feature_names)
+        }
+        "iris" => {
+            let d = smartcore::dataset::iris::load_dataset();
+            (d.data, d.target.into_iter().map(f64::from).collect(), d.num_features, d.feature_names)
+        }
+        "diabetes" => {
+            let d = smartcore::dataset::diabetes::load_dataset();
+            (d.data, d.target.into_iter().map(f64::from).collect(), d.num_features, d.feature_names)
+        }
+        other => {
+            return Err(CliError::Usage(format!("unknown dataset `{other}`; use breast_cancer, iris or diabetes")));
+        }
+    };
+    let rows = target.len();
+    let x = Array2::from_shape_vec((rows, features), data.into_iter().map(f64::from).collect())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let y = Array1::from(target);
+    let (test, train): (Vec<usize>, Vec<usize>) = (0..rows).partition(|i| i % 5 == 0);
+    let names = if names.len() == features { names } else { (0..features).map(|i| format!("f{i}")).collect() };
     let pick = |rows: &[usize]| Table {
-        feature_names: d.feature_names.clone(),
+        feature_names: names.clone(),
         x: x.select(Axis(0), rows),
         y: Some(y.select(Axis(0), rows)),
     };
-    (pick(&train), pick(&test))
+    Ok((pick(&train), pick(&test)))
+}
+
+/// Writes `name`'s embedded split as `{name}_train.csv` and `{name}_test.csv`.
+pub fn export_embedded(name: &str, dir: &Path) -> Result<()> {
+    let (train, test) = embedded(name)?;
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    for (table, part) in [(train, "train"), (test, "test")] {
+        let mut text =
+            table.feature_names.iter().map(|n| n.replace(',', "_")).collect::<Vec<_>>().join(",") + ",target\n";
+        let y = table.y.unwrap_or_default();
+        for (row, target) in table.x.rows().into_iter().zip(y.iter()) {
+            let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+            text += &format!("{},{target}\n", cells.join(","));
+        }
+        let path = dir.join(format!("{name}_{part}.csv"));
+        crate::model_file::write_atomically(&path, text.as_bytes())?;
+    }
+    Ok(())
 }

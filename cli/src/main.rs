@@ -1,10 +1,13 @@
 //! `fheml`: train, evaluate, deploy and serve machine-learning models under FHE.
 
+mod client_part;
 mod data;
 mod error;
 mod eval;
+mod http_client;
 mod model_file;
 mod quickstart;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,6 +139,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve compiled models over HTTP (each under its file stem).
+    Serve {
+        /// Model files (repeatable).
+        #[arg(long = "model", required = true)]
+        models: Vec<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Directory for uploaded evaluation keys.
+        #[arg(long, default_value = "fheml-keys")]
+        key_dir: PathBuf,
+    },
+    /// Encrypted prediction through a running `fheml serve`.
+    Client {
+        /// Server URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Served model name (its file stem).
+        #[arg(long)]
+        name: String,
+        /// CSV with the model's features (a trailing target column is ignored).
+        #[arg(long)]
+        data: PathBuf,
+        /// Where the client keeps its keys between runs.
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
+        /// Print JSON instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an embedded dataset as train/test CSV files (80/20 split).
+    Dataset {
+        /// breast_cancer, iris or diabetes.
+        #[arg(long)]
+        name: String,
+        /// Output directory.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+fn print_predictions(predictions: &[fheml_circuits::Prediction], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(predictions).map_err(|e| CliError::Usage(e.to_string()))?);
+    } else {
+        println!("prediction");
+        for p in predictions {
+            println!("{}", p.value);
+        }
+    }
+    Ok(())
 }
 
 fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>> {
@@ -272,17 +326,43 @@ fn run(cli: Cli) -> Result<()> {
             let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
             let answer = EncryptedOutputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
-            let predictions = saved.fhe.decode(&outputs)?;
-            if json {
-                println!("{}", serde_json::to_string(&predictions).map_err(|e| CliError::Usage(e.to_string()))?);
-            } else {
-                println!("prediction");
-                for p in predictions {
-                    println!("{}", p.value);
-                }
-            }
-            Ok(())
+            print_predictions(&saved.fhe.decode(&outputs)?, json)
         }
+        Command::Serve { models, addr, key_dir } => {
+            let mut served = Vec::new();
+            for path in &models {
+                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+                served.push((name, SavedModel::load(path)?));
+            }
+            let names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
+            let router = serve::router(served, key_dir)?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Usage(e.to_string()))?;
+            runtime.block_on(serve::serve(
+                router,
+                addr,
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+                |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
+            ))
+        }
+        Command::Client { url, name, data, key_dir, json } => {
+            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref())?;
+            let table = read_csv(&data, TargetColumn::None)?;
+            let n = remote.part.feature_names.len();
+            let x = match table.x.ncols() {
+                c if c == n => table.x,
+                c if c == n + 1 => table.x.slice(ndarray::s![.., ..n]).to_owned(),
+                c => {
+                    return Err(CliError::Data {
+                        path: data.display().to_string(),
+                        detail: format!("{c} columns, the model takes {n}"),
+                    });
+                }
+            };
+            print_predictions(&remote.predict(x.view())?, json)
+        }
+        Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use fheml_fhe_runtime::{FheConfig, Mode};
 
-use crate::data::embedded_breast_cancer;
+use crate::data::embedded;
 use crate::error::{CliError, Result};
 use crate::eval::evaluate;
 use crate::model_file::{TrainOptions, train};
@@ -11,7 +11,7 @@ use crate::model_file::{TrainOptions, train};
 const ENCRYPTED_ROWS: usize = 10;
 
 pub fn run() -> Result<()> {
-    let (train_set, test_set) = embedded_breast_cancer();
+    let (train_set, test_set) = embedded("breast_cancer")?;
     let y = test_set.y.as_ref().ok_or_else(|| CliError::Usage("embedded dataset has no target".into()))?;
     println!(
         "breast cancer (embedded): {} training rows, {} test rows, {} features; p_error 2^-40 per lookup\n",

@@ -27,4 +27,6 @@ mod quantizer;
 
 pub use error::QuantError;
 pub use matmul::QuantizedLinear;
-pub use quantizer::{NBits, PerFeatureQuantizer, Quantized, QuantizerConfig, QuantizerConfigParams, Real, UniformQuantizer};
+pub use quantizer::{
+    NBits, PerFeatureQuantizer, Quantized, QuantizerConfig, QuantizerConfigParams, Real, UniformQuantizer,
+};

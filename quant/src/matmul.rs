@@ -40,7 +40,11 @@ impl QuantizedLinear {
         }
         let quantizer = UniformQuantizer::calibrate(weight_config, weights.iter().copied())?;
         let q = quantizer.quantize(&weights)?.values;
-        Ok(Self { weights: q.mapv(|v| v - quantizer.zero_point()), weight_scale: quantizer.scale(), bias: bias.to_owned() })
+        Ok(Self {
+            weights: q.mapv(|v| v - quantizer.zero_point()),
+            weight_scale: quantizer.scale(),
+            bias: bias.to_owned(),
+        })
     }
 
     /// Exact `Σ_i (q_x - z_x)[r, i] · W[i, j]`; overflow is an error.
@@ -85,7 +89,9 @@ impl QuantizedLinear {
             x_hat
                 .iter()
                 .enumerate()
-                .map(|(i, xh)| xh.abs() * sw / 2.0 + (self.weights[[i, j]] as f64 * sw).abs() * sx / 2.0 + sx * sw / 4.0)
+                .map(|(i, xh)| {
+                    xh.abs() * sw / 2.0 + (self.weights[[i, j]] as f64 * sw).abs() * sx / 2.0 + sx * sw / 4.0
+                })
                 .sum()
         })
     }

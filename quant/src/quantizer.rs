@@ -333,7 +333,8 @@ impl PerFeatureQuantizer {
             .zip(&self.quantizers)
             .enumerate()
             .map(|(c, (x, q))| {
-                let (v, clip) = q.quantize_value(*x).map_err(|_| QuantError::NonFinite { value: *x, row: 0, column: c })?;
+                let (v, clip) =
+                    q.quantize_value(*x).map_err(|_| QuantError::NonFinite { value: *x, row: 0, column: c })?;
                 clipped += usize::from(clip);
                 Ok(v)
             })

@@ -22,7 +22,9 @@ fn case(family: &str, classification: bool) -> Option<Case> {
         "linear" if classification => Case { family: "linear", model: "logistic", settings: &[], n_bits: "8" },
         "linear" => Case { family: "linear", model: "linear", settings: &[], n_bits: "8" },
         "tree" => Case { family: "tree", model: "tree", settings: &["max_depth=5"], n_bits: "6" },
-        "forest" => Case { family: "forest", model: "forest", settings: &["n_estimators=20", "max_depth=4"], n_bits: "6" },
+        "forest" => {
+            Case { family: "forest", model: "forest", settings: &["n_estimators=20", "max_depth=4"], n_bits: "6" }
+        }
         "gbdt" => Case { family: "gbdt", model: "gbdt", settings: &["n_estimators=20", "max_depth=3"], n_bits: "6" },
         "mlp" => Case { family: "mlp", model: "mlp", settings: &["w_bits=3", "a_bits=3"], n_bits: "3" },
         _ => return None,
@@ -67,7 +69,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cpu}, {threads} threads")
@@ -86,7 +92,8 @@ fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
 
 /// Where the CSV splits are: ../shared/datasets, else the embedded datasets exported by `fheml`.
 fn dataset_files(o: &Options, fheml: &Path, dataset: &str, scratch: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let (train, test) = (o.data_dir.join(format!("{dataset}_train.csv")), o.data_dir.join(format!("{dataset}_test.csv")));
+    let (train, test) =
+        (o.data_dir.join(format!("{dataset}_train.csv")), o.data_dir.join(format!("{dataset}_test.csv")));
     if train.exists() && test.exists() {
         return Ok((train, test));
     }
@@ -137,7 +144,12 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            train_args.extend(["--data".into(), train.display().to_string(), "--out".into(), model_file.display().to_string()]);
+            train_args.extend([
+                "--data".into(),
+                train.display().to_string(),
+                "--out".into(),
+                model_file.display().to_string(),
+            ]);
             for s in c.settings {
                 train_args.extend(["--set".to_string(), s.to_string()]);
             }
@@ -149,21 +161,29 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
                 (_, true) => "2",
             };
             let result = self::fheml(&fheml, &train_refs).and_then(|_| {
-                self::fheml(&fheml, &[
-                    "eval",
-                    "--model",
-                    &model_file.display().to_string(),
-                    "--data",
-                    &test.display().to_string(),
-                    "--mode",
-                    "execute",
-                    "--limit",
-                    limit,
-                    "--json",
-                ])
+                self::fheml(
+                    &fheml,
+                    &[
+                        "eval",
+                        "--model",
+                        &model_file.display().to_string(),
+                        "--data",
+                        &test.display().to_string(),
+                        "--mode",
+                        "execute",
+                        "--limit",
+                        limit,
+                        "--json",
+                    ],
+                )
             });
             let anchor = anchors.get(&(dataset.clone(), c.family.to_string())).cloned();
-            rows.push((dataset.clone(), c, result.and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string())), anchor));
+            rows.push((
+                dataset.clone(),
+                c,
+                result.and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string())),
+                anchor,
+            ));
         }
     }
     let mut md = String::new();
@@ -179,7 +199,12 @@ fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + en
     md += "| dataset | model | metric | float | quantized | FHE (rows) | agrees w/ clear | PBS/sample (CML) | max bits | parameters | keygen s | eval key MB | latency ms | CML latency ms | speed-up |\n";
     md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (dataset, c, result, anchor) in rows {
-        let name = format!("{} ({}n_bits {})", c.model, c.settings.iter().map(|s| format!("{s}, ")).collect::<String>(), c.n_bits);
+        let name = format!(
+            "{} ({}n_bits {})",
+            c.model,
+            c.settings.iter().map(|s| format!("{s}, ")).collect::<String>(),
+            c.n_bits
+        );
         match result {
             Ok(v) => {
                 let cml_pbs = anchor.as_ref().and_then(|a| a["pbs_count"].as_f64());

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Scratch(PathBuf);
+mod serve;
+
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
@@ -13,7 +15,7 @@ impl Scratch {
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -24,11 +26,11 @@ impl Drop for Scratch {
     }
 }
 
-fn fheml(args: &[&str]) -> Output {
+pub(crate) fn fheml(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fheml")).args(args).output().unwrap()
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = fheml(args);
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
@@ -44,7 +46,7 @@ fn fails(args: &[&str], needle: &str) {
 }
 
 /// Writes the embedded breast-cancer data as train/test CSVs (target last).
-fn write_dataset(dir: &Scratch) -> (PathBuf, PathBuf) {
+pub(crate) fn write_dataset(dir: &Scratch) -> (PathBuf, PathBuf) {
     let d = smartcore::dataset::breast_cancer::load_dataset();
     let mut header: Vec<String> = (0..d.num_features).map(|i| format!("f{i}")).collect();
     header.push("target".into());
@@ -61,7 +63,7 @@ fn write_dataset(dir: &Scratch) -> (PathBuf, PathBuf) {
     (a, b)
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 

@@ -1,0 +1,106 @@
+//! The HTTP server on loopback: encrypted predictions equal the file-based ones, bad
+//! requests get 4xx answers, concurrent clients are all served correctly.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use crate::{Scratch, fheml, ok, s, write_dataset};
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(model: &std::path::Path, keys: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fheml"))
+        .args(["serve", "--model", s(model), "--addr", "127.0.0.1:0", "--key-dir", s(keys)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    Server(child, addr)
+}
+
+/// One raw HTTP/1.1 request; returns the status code.
+fn raw(addr: &str, request: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1).unwrap_or("0").parse().unwrap()
+}
+
+#[test]
+fn server_answers_match_files_and_survive_bad_requests() {
+    let dir = Scratch::new("serve");
+    let (train, test) = write_dataset(&dir);
+    let model = dir.path("cancer.fheml");
+    ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&model)]);
+    let keys = dir.path("keys");
+    ok(&["keygen", "--model", s(&model), "--out-dir", s(&keys)]);
+    let (query, answer) = (dir.path("q.bin"), dir.path("a.bin"));
+    ok(&[
+        "encrypt",
+        "--model",
+        s(&model),
+        "--key",
+        s(&keys.join("client.key")),
+        "--data",
+        s(&test),
+        "--out",
+        s(&query),
+    ]);
+    ok(&["run", "--model", s(&model), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&answer)]);
+    let expected = ok(&["decrypt", "--model", s(&model), "--key", s(&keys.join("client.key")), "--in", s(&answer)]);
+
+    let server = start(&model, &dir.path("server-keys"));
+    let url = format!("http://{}", server.1);
+    assert_eq!(raw(&server.1, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 200);
+    let client_dir = dir.path("client-keys");
+    let got = ok(&["client", "--url", &url, "--name", "cancer", "--data", s(&test), "--key-dir", s(&client_dir)]);
+    assert_eq!(got, expected);
+
+    // Bad requests: unknown model, malformed key id, garbage bodies, unknown key.
+    let bad_body =
+        "POST /models/cancer/run?key_id=zz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(raw(&server.1, bad_body), 400);
+    let garbage_key =
+        "POST /models/cancer/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(raw(&server.1, garbage_key), 400);
+    let missing = format!(
+        "POST /models/cancer/run?key_id={} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        "0".repeat(64)
+    );
+    assert_eq!(raw(&server.1, &missing), 404);
+    assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
+    let out = fheml(&["client", "--url", &url, "--name", "nope", "--data", s(&test)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+
+    // Bounded load: 4 concurrent clients x 3 requests each, every answer decrypts correctly.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, test, keys) = (url.clone(), test.clone(), dir.path(&format!("load-{i}")));
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| {
+                        ok(&["client", "--url", &url, "--name", "cancer", "--data", s(&test), "--key-dir", s(&keys)])
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for answer in h.join().unwrap() {
+            assert_eq!(answer, expected);
+        }
+    }
+    assert_eq!(raw(&server.1, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 200, "still serving");
+}
