@@ -4,8 +4,11 @@
 //! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--out FILE] [--micro]`:
 //!   end-to-end benchmarks through the `fheml` command, written to BENCHMARKS.md beside
 //!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead).
+//! - `cargo xtask release <version> [--execute]`: lockstep version bump, CHANGELOG check,
+//!   `cargo publish --workspace` (dry run unless `--execute`), and the tag to create.
 
 mod bench;
+mod release;
 
 use std::process::{Command, ExitCode};
 
@@ -25,7 +28,7 @@ fn ci() -> bool {
         && cargo(&["test", "--workspace"])
 }
 
-const USAGE: &str = "usage: cargo xtask ci | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
+const USAGE: &str = "usage: cargo xtask ci | release <version> [--execute] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
 [--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro]";
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci().then_some(()).ok_or_else(|| "ci failed".to_string()),
         Some("bench") => bench::run(&args[1..]),
+        Some("release") => release::run(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
