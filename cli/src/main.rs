@@ -150,6 +150,9 @@ enum Command {
         /// Directory for uploaded evaluation keys.
         #[arg(long, default_value = "fheml-keys")]
         key_dir: PathBuf,
+        /// Largest accepted request body, in bytes.
+        #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
+        max_body_bytes: usize,
     },
     /// Encrypted prediction through a running `fheml serve`.
     Client {
@@ -328,14 +331,14 @@ fn run(cli: Cli) -> Result<()> {
             let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
             print_predictions(&saved.fhe.decode(&outputs)?, json)
         }
-        Command::Serve { models, addr, key_dir } => {
+        Command::Serve { models, addr, key_dir, max_body_bytes } => {
             let mut served = Vec::new();
             for path in &models {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
                 served.push((name, SavedModel::load(path)?));
             }
             let names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
-            let router = serve::router(served, key_dir)?;
+            let router = serve::router(served, key_dir, max_body_bytes)?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Usage(e.to_string()))?;
             runtime.block_on(serve::serve(
                 router,

@@ -29,8 +29,8 @@ use crate::client_part::ClientPart;
 use crate::error::{CliError, Result};
 use crate::model_file::SavedModel;
 
-/// Largest request body: an evaluation key of the largest vetted set fits.
-pub const BODY_LIMIT: usize = 1 << 30;
+/// Default largest request body: an evaluation key of the large vetted sets fits.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 30;
 
 struct Served {
     model: SavedModel,
@@ -151,8 +151,9 @@ async fn run(
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// The router for `models` (name → model), storing uploaded keys in `key_dir`.
-pub fn router(models: Vec<(String, SavedModel)>, key_dir: PathBuf) -> Result<Router> {
+/// The router for `models` (name → model), storing uploaded keys in `key_dir`, refusing
+/// bodies over `body_limit` bytes with 413.
+pub fn router(models: Vec<(String, SavedModel)>, key_dir: PathBuf, body_limit: usize) -> Result<Router> {
     std::fs::create_dir_all(&key_dir).map_err(|e| CliError::io(&key_dir, e))?;
     let models = models
         .into_iter()
@@ -168,7 +169,7 @@ pub fn router(models: Vec<(String, SavedModel)>, key_dir: PathBuf) -> Result<Rou
         .route("/models/{name}/client", get(client))
         .route("/models/{name}/keys", post(upload_key))
         .route("/models/{name}/run", post(run))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state))
 }
 

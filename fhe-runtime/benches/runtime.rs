@@ -34,6 +34,15 @@ fn bootstraps(c: &mut Criterion) {
         // Evaluation of one lookup on one sample: one keyswitch + bootstrap.
         group.bench_function(name, |b| b.iter(|| compiled.run(&ek, black_box(&query)).expect("run")));
     }
+    // tfhe-rs's own shortint bootstrap on the 2+2-bit 2^-40 set, as the reference.
+    let params = fheml_fhe_runtime::ParameterSetId::M2C2P40.set().params;
+    let client = tfhe::shortint::ClientKey::new(params);
+    let server = tfhe::shortint::ServerKey::new(&client);
+    let ct = client.encrypt(3);
+    let lut = server.generate_lookup_table(|x| (x * 3) % 16);
+    group.bench_function("shortint_reference/V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M40", |b| {
+        b.iter(|| server.apply_lookup_table(black_box(&ct), &lut))
+    });
     group.finish();
 }
 

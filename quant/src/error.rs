@@ -1,40 +1,85 @@
-//! The quantization error type.
+//! The error type of the quant crate.
 
-/// What can go wrong while calibrating or quantizing.
+/// Everything that can go wrong while configuring, calibrating or applying a quantizer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuantError {
-    /// The bit width is outside 1..=16.
-    #[error("n_bits must be between 1 and 16, got {0}")]
-    BadBits(u8),
+    /// The bit width is outside `1..=16`.
+    #[error("n_bits must be between 1 and 16, got {0}; pick a width in that range (8 is the usual default)")]
+    InvalidBits(u8),
+    /// A symmetric quantizer was asked for a single bit.
+    #[error("a symmetric quantizer needs at least 2 bits to hold -m, 0 and +m; raise n_bits or use an asymmetric one")]
+    SymmetricNeedsTwoBits,
     /// Calibration got no value.
-    #[error("cannot calibrate a quantizer on empty data")]
+    #[error("cannot calibrate a quantizer on empty data; pass at least one value per feature")]
     EmptyData,
-    /// A value is NaN or infinite.
-    #[error("non-finite value {value} at row {row}, column {column}; clean or impute the data first")]
+    /// A value is NaN or infinite. One-dimensional data reports its position as `row`
+    /// (column 0); a single value reports row 0, column 0.
+    #[error("non-finite value {value} at row {row}, column {column}; drop or impute NaN and infinite values first")]
     NonFinite {
-        /// The value.
+        /// The offending value.
         value: f64,
-        /// Its row (0 when not applicable).
+        /// Its row.
         row: usize,
-        /// Its column (0 when not applicable).
+        /// Its column.
         column: usize,
     },
-    /// The number of features does not match the calibrated quantizers.
-    #[error("expected {expected} features, got {got}")]
+    /// The data has a different number of features than the quantizers were calibrated on.
+    #[error("expected {expected} features, got {got}; pass the same columns as at calibration")]
     FeatureCount {
-        /// Calibrated feature count.
+        /// Features at calibration.
         expected: usize,
-        /// Given feature count.
+        /// Features given.
         got: usize,
     },
-    /// A quantizer's explicit parameters are invalid.
-    #[error("invalid quantizer: {0}")]
-    Invalid(String),
-    /// Integer accumulation overflowed i64.
-    #[error("integer accumulation overflows i64; use fewer bits")]
-    Overflow,
-    /// Shapes do not fit.
-    #[error("shape mismatch: {0}")]
-    Shape(String),
+    /// A calibration range is not finite, or `min > max`.
+    #[error("invalid range [{min}, {max}]: bounds must be finite with min <= max")]
+    InvalidRange {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+    },
+    /// A range cannot be quantized accurately in f64: too wide, or too narrow for its distance from 0.
+    #[error(
+        "cannot quantize [{min}, {max}] with {n_bits} bits: the range is too wide, or too narrow for its \
+         distance from zero; rescale or center the data, or use a symmetric quantizer"
+    )]
+    UnrepresentableRange {
+        /// Lower bound.
+        min: f64,
+        /// Upper bound.
+        max: f64,
+        /// The requested bit width.
+        n_bits: u8,
+    },
+    /// An explicit scale is not positive, or so large that the integer grid overflows f64.
+    #[error("scale must be positive and small enough for every integer to dequantize to a finite float, got {0}")]
+    InvalidScale(f64),
+    /// An explicit zero point is too far from zero for exact float arithmetic.
+    #[error("zero point {zero_point} exceeds ±{limit}; such a grid loses precision in f64, center the data")]
+    ZeroPointOutOfRange {
+        /// The zero point given.
+        zero_point: i64,
+        /// The largest magnitude accepted.
+        limit: i64,
+    },
+    /// Two operands of a linear layer do not fit together.
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// Which dimension disagrees.
+        what: &'static str,
+        /// The size the layer needs.
+        expected: usize,
+        /// The size given.
+        got: usize,
+    },
+    /// An integer accumulation left the i64 range.
+    #[error("integer accumulation overflows i64 at row {row}, output {output}; use fewer bits or fewer inputs")]
+    Overflow {
+        /// Input row.
+        row: usize,
+        /// Output column.
+        output: usize,
+    },
 }

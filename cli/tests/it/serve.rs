@@ -18,7 +18,17 @@ impl Drop for Server {
 
 fn start(model: &std::path::Path, keys: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fheml"))
-        .args(["serve", "--model", s(model), "--addr", "127.0.0.1:0", "--key-dir", s(keys)])
+        .args([
+            "serve",
+            "--model",
+            s(model),
+            "--addr",
+            "127.0.0.1:0",
+            "--key-dir",
+            s(keys),
+            "--max-body-bytes",
+            "200000",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -80,6 +90,11 @@ fn server_answers_match_files_and_survive_bad_requests() {
     );
     assert_eq!(raw(&server.1, &missing), 404);
     assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
+    let oversized = format!(
+        "POST /models/cancer/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(300_000)
+    );
+    assert_eq!(raw(&server.1, &oversized), 413);
     let out = fheml(&["client", "--url", &url, "--name", "nope", "--data", s(&test)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
