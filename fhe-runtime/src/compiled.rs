@@ -63,14 +63,15 @@ pub struct CompressedEvaluationKey {
     key: Option<CompressedServerKey>,
 }
 
-/// Encrypted inputs of a batch: per sample, all input elements packed as the coefficients
-/// of seeded GLWE ciphertexts. One GLWE holds `N` inputs for the price of one mask
-/// (regenerated from a seed, so it costs nothing on the wire); the server extracts each
-/// input as an LWE sample under the same key, which adds no noise.
+/// Encrypted inputs of a batch: the input elements of all samples, one after the other,
+/// packed as the coefficients of seeded GLWE ciphertexts. One GLWE holds `N` inputs for the
+/// price of one mask (regenerated from a seed, so it costs nothing on the wire); the
+/// server extracts each input as an LWE sample under the same key, which adds no noise.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
-    pub(crate) samples: Vec<SeededGlweCiphertextListOwned<u64>>,
+    pub(crate) samples: usize,
+    pub(crate) packed: SeededGlweCiphertextListOwned<u64>,
 }
 
 /// Encrypted outputs of a batch: per sample, all output elements.
@@ -175,10 +176,11 @@ impl CompiledCircuit {
             lwe_size,
         };
         let spec = self.client_spec();
-        let batch = inputs
-            .samples
-            .par_iter()
-            .map(|list| self.unpack_inputs(&spec, list, lwe_size))
+        let packed = self.unpack_check(&spec, inputs)?;
+        let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
+        let batch = (0..inputs.samples)
+            .into_par_iter()
+            .map(|s| self.unpack_sample(&spec, &packed, s * per_sample, lwe_size))
             .collect::<Result<Vec<_>>>()?;
         let outputs = evaluate_batch(&self.circuit, &backend, batch)?;
         let samples = outputs
@@ -196,42 +198,56 @@ impl CompiledCircuit {
         Ok(EncryptedOutputs { fingerprint: self.fingerprint, samples })
     }
 
-    fn unpack_inputs(
+    /// Checks the packed list's geometry and expands its masks.
+    fn unpack_check(&self, spec: &ClientSpec, inputs: &EncryptedInputs) -> Result<GlweCiphertextListOwned<u64>> {
+        let params = self.plan.parameter_set.set().params;
+        let n = params.polynomial_size.0;
+        let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
+        let expected = (inputs.samples.saturating_mul(per_sample)).div_ceil(n).max(1);
+        let list = &inputs.packed;
+        if list.glwe_size() != params.glwe_dimension.to_glwe_size()
+            || list.polynomial_size() != params.polynomial_size
+            || list.glwe_ciphertext_count().0 != expected
+        {
+            return Err(FheError::BadCiphertexts(format!(
+                "{} GLWE ciphertexts of size {}x{} for {} samples; the circuit takes {expected} of size {}x{n}",
+                list.glwe_ciphertext_count().0,
+                list.glwe_size().0,
+                list.polynomial_size().0,
+                inputs.samples,
+                params.glwe_dimension.to_glwe_size().0,
+            )));
+        }
+        Ok(list.clone().decompress_into_glwe_ciphertext_list())
+    }
+
+    /// Extracts one sample's inputs, starting at packed coefficient `start`.
+    fn unpack_sample(
         &self,
         spec: &ClientSpec,
-        list: &SeededGlweCiphertextListOwned<u64>,
+        packed: &GlweCiphertextListOwned<u64>,
+        start: usize,
         lwe_size: LweSize,
     ) -> Result<Vec<Tensor<Ct>>> {
         let params = self.plan.parameter_set.set().params;
         let n = params.polynomial_size.0;
-        let expected: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
-        if list.glwe_size() != params.glwe_dimension.to_glwe_size()
-            || list.polynomial_size() != params.polynomial_size
-            || list.glwe_ciphertext_count().0 != expected.div_ceil(n)
-        {
-            return Err(FheError::BadCiphertexts(format!(
-                "{} GLWE ciphertexts of size {}x{}, the circuit takes {} of size {}x{n}",
-                list.glwe_ciphertext_count().0,
-                list.glwe_size().0,
-                list.polynomial_size().0,
-                expected.div_ceil(n),
-                params.glwe_dimension.to_glwe_size().0,
-            )));
-        }
-        let full = list.clone().decompress_into_glwe_ciphertext_list();
-        let mut cts = (0..expected).map(|j| {
-            let mut lwe = LweCiphertextOwned::new(0u64, lwe_size, params.ciphertext_modulus);
-            extract_lwe_sample_from_glwe_ciphertext(&full.get(j / n), &mut lwe, MonomialDegree(j % n));
-            lwe
-        });
+        let mut next = start;
         spec.inputs
             .iter()
             .map(|(shape, _, deltas)| {
                 let values: Vec<Ct> = deltas
                     .iter()
-                    .map(|d| cts.next().map(|lwe| Ct { lwe, delta_log: *d }))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| FheError::BadCiphertexts("too few ciphertexts".into()))?;
+                    .map(|d| {
+                        let mut lwe = LweCiphertextOwned::new(0u64, lwe_size, params.ciphertext_modulus);
+                        extract_lwe_sample_from_glwe_ciphertext(
+                            &packed.get(next / n),
+                            &mut lwe,
+                            MonomialDegree(next % n),
+                        );
+                        next += 1;
+                        Ct { lwe, delta_log: *d }
+                    })
+                    .collect();
                 ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| FheError::BadCiphertexts(e.to_string()))
             })
             .collect()
@@ -309,32 +325,29 @@ impl ClientSpec {
         // The large LWE key is the GLWE key laid flat.
         let glwe_key = GlweSecretKey::from_container(secret.as_ref(), params.polynomial_size);
         let n = params.polynomial_size.0;
+        let mut plaintexts = Vec::new();
+        for sample in batch {
+            plaintexts.extend(self.encode_sample(sample)?);
+        }
+        let count = plaintexts.len().div_ceil(n).max(1);
+        plaintexts.resize(count * n, 0);
         let mut seeder = new_seeder();
-        let samples = batch
-            .iter()
-            .map(|sample| {
-                let mut plaintexts = self.encode_sample(sample)?;
-                let count = plaintexts.len().div_ceil(n).max(1);
-                plaintexts.resize(count * n, 0);
-                let mut list = SeededGlweCiphertextList::new(
-                    0u64,
-                    params.glwe_dimension.to_glwe_size(),
-                    params.polynomial_size,
-                    GlweCiphertextCount(count),
-                    seeder.seed().into(),
-                    params.ciphertext_modulus,
-                );
-                encrypt_seeded_glwe_ciphertext_list(
-                    &glwe_key,
-                    &mut list,
-                    &PlaintextList::from_container(plaintexts),
-                    noise,
-                    seeder.as_mut(),
-                );
-                Ok(list)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(EncryptedInputs { fingerprint: self.fingerprint, samples })
+        let mut packed = SeededGlweCiphertextList::new(
+            0u64,
+            params.glwe_dimension.to_glwe_size(),
+            params.polynomial_size,
+            GlweCiphertextCount(count),
+            seeder.seed().into(),
+            params.ciphertext_modulus,
+        );
+        encrypt_seeded_glwe_ciphertext_list(
+            &glwe_key,
+            &mut packed,
+            &PlaintextList::from_container(plaintexts),
+            noise,
+            seeder.as_mut(),
+        );
+        Ok(EncryptedInputs { fingerprint: self.fingerprint, samples: batch.len(), packed })
     }
 
     fn encode_sample(&self, sample: &[Vec<i64>]) -> Result<Vec<u64>> {
@@ -434,12 +447,12 @@ impl CompressedEvaluationKey {
 impl EncryptedInputs {
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.samples
     }
 
     /// Whether there is no sample.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.samples == 0
     }
 }
 

@@ -40,14 +40,13 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
     // Fresh encryptions of 0.
     let batch: Vec<Vec<Vec<i64>>> = (0..2000).map(|_| vec![vec![0]]).collect();
     let query = client.encrypt(&client_key, &batch).unwrap();
-    let fresh: Vec<LweCiphertextOwned<u64>> = query
-        .samples
-        .iter()
+    let list = query.packed.clone().decompress_into_glwe_ciphertext_list();
+    let n = list.polynomial_size().0;
+    let fresh: Vec<LweCiphertextOwned<u64>> = (0..query.samples)
         .map(|s| {
-            let list = s.clone().decompress_into_glwe_ciphertext_list();
             let mut lwe =
                 LweCiphertextOwned::new(0u64, secret.lwe_dimension().to_lwe_size(), list.ciphertext_modulus());
-            extract_lwe_sample_from_glwe_ciphertext(&list.get(0), &mut lwe, MonomialDegree(0));
+            extract_lwe_sample_from_glwe_ciphertext(&list.get(s / n), &mut lwe, MonomialDegree(s % n));
             lwe
         })
         .collect();
