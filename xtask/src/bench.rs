@@ -128,7 +128,8 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
     if !cargo(&["build", "--release", "-p", "fheml-cli"]) {
         return Err("building fheml failed".into());
     }
-    let fheml = PathBuf::from("target/release/fheml");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let fheml = PathBuf::from(target).join("release/fheml");
     let scratch = std::env::temp_dir().join(format!("fheml-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let anchors = anchors(&o.anchors);
