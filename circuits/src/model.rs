@@ -61,19 +61,33 @@ impl InputSpec {
 }
 
 /// How one circuit output becomes floats: `y[i] = scale[i]·q[i] + offset[i]`, where a
-/// vector of length one applies to every element.
+/// vector of length one applies to every element; with `groups > 1` the output is laid
+/// out as `[groups, k]` and the client sums the groups (e.g. per-tree scores of an
+/// ensemble, summed after decryption instead of under encryption).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputSpec {
     /// Per-element (or shared) scale.
     pub scale: Vec<f64>,
     /// Per-element (or shared) offset.
     pub offset: Vec<f64>,
+    /// Number of leading groups summed by the client (1: none).
+    #[serde(default = "one")]
+    pub groups: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl OutputSpec {
     /// Plain integers.
     pub fn identity() -> Self {
-        Self { scale: vec![1.0], offset: vec![0.0] }
+        Self { scale: vec![1.0], offset: vec![0.0], groups: 1 }
+    }
+
+    /// `y = scale·q + offset` for every element, no grouping.
+    pub fn affine(scale: f64, offset: f64) -> Self {
+        Self { scale: vec![scale], offset: vec![offset], groups: 1 }
     }
 
     /// Dequantizes one output.
@@ -85,7 +99,25 @@ impl OutputSpec {
                 n => Err(CircuitError::Decoding { detail: format!("{} outputs for {n} decoding entries", q.len()) }),
             }
         };
-        q.iter().enumerate().map(|(i, x)| Ok(pick(&self.scale, i)? * *x as f64 + pick(&self.offset, i)?)).collect()
+        let decoded: Vec<f64> = q
+            .iter()
+            .enumerate()
+            .map(|(i, x)| Ok(pick(&self.scale, i)? * *x as f64 + pick(&self.offset, i)?))
+            .collect::<Result<_>>()?;
+        if self.groups <= 1 {
+            return Ok(decoded);
+        }
+        if decoded.len() % self.groups != 0 {
+            return Err(CircuitError::Decoding {
+                detail: format!("{} values in {} groups", decoded.len(), self.groups),
+            });
+        }
+        let k = decoded.len() / self.groups;
+        let mut sums = vec![0.0; k];
+        for (i, v) in decoded.iter().enumerate() {
+            sums[i % k] += v;
+        }
+        Ok(sums)
     }
 }
 

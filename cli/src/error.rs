@@ -28,6 +28,9 @@ pub enum CliError {
     /// A linear model failed.
     #[error(transparent)]
     Linear(#[from] fheml_models_linear::LinearError),
+    /// A tree model failed.
+    #[error(transparent)]
+    Tree(#[from] fheml_models_tree::TreeError),
     /// The runtime failed.
     #[error(transparent)]
     Fhe(#[from] fheml_fhe_runtime::FheError),

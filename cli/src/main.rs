@@ -172,6 +172,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import an XGBoost JSON model (`save_model("model.json")`), calibrate and compile it.
+    ImportXgboost {
+        /// The XGBoost JSON model.
+        #[arg(long)]
+        json: PathBuf,
+        /// Calibration CSV with the model's features (a trailing target column is ignored).
+        #[arg(long)]
+        calibration: PathBuf,
+        /// Input quantization bits.
+        #[arg(long)]
+        n_bits: Option<u8>,
+        /// Failure probability per table lookup.
+        #[arg(long, default_value_t = 2f64.powi(-40))]
+        p_error: f64,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write an embedded dataset as train/test CSV files (80/20 split).
     Dataset {
         /// breast_cancer, iris or diabetes.
@@ -366,6 +384,31 @@ fn run(cli: Cli) -> Result<()> {
             print_predictions(&remote.predict(x.view())?, json)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
+        Command::ImportXgboost { json, calibration, n_bits, p_error, out } => {
+            let table = read_csv(&calibration, TargetColumn::None)?;
+            let config = FheConfig::params().p_error(p_error).check()?;
+            let mut saved = model_file::import_xgboost(&json, &table, n_bits, &config);
+            if let Err(CliError::Usage(ref m)) = saved
+                && m.contains("features")
+            {
+                // The calibration file may carry a trailing target column.
+                let trimmed = crate::data::Table {
+                    feature_names: table.feature_names[..table.feature_names.len().saturating_sub(1)].to_vec(),
+                    x: table.x.slice(ndarray::s![.., ..table.x.ncols().saturating_sub(1)]).to_owned(),
+                    y: None,
+                };
+                saved = model_file::import_xgboost(&json, &trimmed, n_bits, &config);
+            }
+            let saved = saved?;
+            saved.save(&out)?;
+            println!(
+                "imported {} ({} bootstraps per sample); saved {}",
+                json.display(),
+                saved.fhe.compiled().report().bootstraps,
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use fheml_circuits::Task;
 use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
 use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
+use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,9 @@ use crate::error::{CliError, Result};
 
 /// Model names `train` accepts.
 pub fn model_names() -> Vec<&'static str> {
-    LinearModelKind::NAMES.to_vec()
+    let mut names = LinearModelKind::NAMES.to_vec();
+    names.extend(["tree", "forest", "gbdt"]);
+    names
 }
 
 /// The float model a compiled model came from.
@@ -22,6 +25,8 @@ pub fn model_names() -> Vec<&'static str> {
 pub enum FloatModel {
     /// A linear model.
     Linear(LinearModel),
+    /// A tree, forest or boosted ensemble.
+    Tree(TreeModel),
 }
 
 impl FloatModel {
@@ -29,6 +34,7 @@ impl FloatModel {
     pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>> {
         match self {
             FloatModel::Linear(m) => Ok(m.predict(x)?.to_vec()),
+            FloatModel::Tree(m) => Ok(m.predict(x)?.to_vec()),
         }
     }
 }
@@ -60,9 +66,74 @@ pub struct TrainOptions<'a> {
     pub config: FheConfig,
 }
 
+/// Classification when every target is an integer and there are few distinct values.
+fn infer_task(y: &ndarray::Array1<f64>) -> TaskKind {
+    let mut values: Vec<f64> = y.to_vec();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    if values.len() <= 20 && values.iter().all(|v| v.fract() == 0.0) {
+        TaskKind::Classification
+    } else {
+        TaskKind::Regression
+    }
+}
+
+fn train_tree(
+    table: &Table,
+    y: &ndarray::Array1<f64>,
+    kind: TreeModelKind,
+    options: &TrainOptions,
+) -> Result<SavedModel> {
+    let task = match options.task {
+        Some(t) => TaskKind::from_name(t)?,
+        None => infer_task(y),
+    };
+    let mut params = TreeParams::new(kind, task);
+    if let Some(n) = options.n_bits {
+        params = params.set("n_bits", &n.to_string())?;
+    }
+    for (key, value) in options.settings {
+        params = params.set(key, value)?;
+    }
+    let model = TreeModel::fit(&params.check()?, table.x.view(), y.view())?;
+    let fhe = FheModel::compile(model.compile(table.x.view())?, &options.config)?;
+    Ok(SavedModel {
+        name: kind.name().to_string(),
+        feature_names: table.feature_names.clone(),
+        float: FloatModel::Tree(model),
+        fhe,
+    })
+}
+
+/// Quantizes and compiles an imported XGBoost JSON model, calibrating on `table`.
+pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &FheConfig) -> Result<SavedModel> {
+    let mut model = TreeModel::from_xgboost_file(json)?;
+    if let Some(n) = n_bits {
+        let options = model.compile_options();
+        model = model.with_options(n, Some(options.leaf_bits), options.sum_in_fhe)?;
+    }
+    if model.n_features() != table.x.ncols() {
+        return Err(CliError::Usage(format!(
+            "the XGBoost model takes {} features, the calibration data has {}",
+            model.n_features(),
+            table.x.ncols()
+        )));
+    }
+    let fhe = FheModel::compile(model.compile(table.x.view())?, config)?;
+    Ok(SavedModel {
+        name: "gbdt".into(),
+        feature_names: table.feature_names.clone(),
+        float: FloatModel::Tree(model),
+        fhe,
+    })
+}
+
 /// Trains the float model, quantizes and compiles it with the training data as calibration set.
 pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
+    if let Ok(kind) = TreeModelKind::from_name(options.model) {
+        return train_tree(table, y, kind, options);
+    }
     let kind = LinearModelKind::from_name(options.model).map_err(|_| {
         CliError::Usage(format!("unknown model `{}`; valid models: {}", options.model, model_names().join(", ")))
     })?;

@@ -8,7 +8,7 @@ use crate::eval::evaluate;
 use crate::model_file::{TrainOptions, train};
 
 /// Rows run under encryption per model.
-const ENCRYPTED_ROWS: usize = 10;
+const ENCRYPTED_ROWS: usize = 5;
 
 pub fn run() -> Result<()> {
     let (train_set, test_set) = embedded("breast_cancer")?;
@@ -23,9 +23,9 @@ pub fn run() -> Result<()> {
         "{:<10} {:>8} {:>10} {:>14} {:>8} {:>10} {:>12} {:>12}",
         "model", "float", "quantized", "fhe (rows)", "agree", "PBS/sample", "keygen s", "ms/sample"
     );
-    for name in ["logistic"] {
+    for (name, settings) in [("logistic", vec![]), ("tree", vec![("max_depth".to_string(), "5".to_string())])] {
         let options =
-            TrainOptions { model: name, task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+            TrainOptions { model: name, task: None, n_bits: None, settings: &settings, config: FheConfig::default() };
         let model = train(&train_set, &options)?;
         let r = evaluate(&model, test_set.x.view(), y, Mode::Execute, Some(ENCRYPTED_ROWS), false)?;
         println!(

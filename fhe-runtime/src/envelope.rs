@@ -108,10 +108,10 @@ pub fn open<T: DeserializeOwned>(bytes: &[u8], kind: Kind, expected: Option<&Fin
     let what = kind.name();
     let bad = |detail: String| FheError::Format { what, detail };
     let found = peek_fingerprint(bytes, kind)?;
-    if let Some(expected) = expected {
-        if &found != expected {
-            return Err(FheError::WrongModel { what, expected: expected.short(), found: found.short() });
-        }
+    if let Some(expected) = expected
+        && &found != expected
+    {
+        return Err(FheError::WrongModel { what, expected: expected.short(), found: found.short() });
     }
     let mut len_bytes = [0u8; 8];
     len_bytes.copy_from_slice(&bytes[40..48]);

@@ -87,10 +87,10 @@ impl FheConfigParams {
         if !(c.p_error > 0.0 && c.p_error < 0.5) {
             return Err(FheError::Config(format!("p_error must lie in (0, 0.5), got {}", c.p_error)));
         }
-        if let Some(g) = c.global_p_error {
-            if !(g > 0.0 && g < 1.0) {
-                return Err(FheError::Config(format!("global_p_error must lie in (0, 1), got {g}")));
-            }
+        if let Some(g) = c.global_p_error
+            && !(g > 0.0 && g < 1.0)
+        {
+            return Err(FheError::Config(format!("global_p_error must lie in (0, 1), got {g}")));
         }
         if c.candidates.is_empty() {
             return Err(FheError::Config("no candidate parameter set".into()));

@@ -1,4 +1,4 @@
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used)]
 //! Per-sample Execute latency of LogisticRegression on breast cancer: quantize, encrypt,
 //! evaluate on ciphertexts, decrypt (Concrete ML 1.9.0: 6.5 ms on the reference machine).
 

@@ -1,27 +1,110 @@
-//! The linear crate's error type.
+//! The crate's error type.
 
-/// What can go wrong while fitting, importing or compiling a linear model.
+/// What can go wrong while fitting, importing, predicting with or compiling a linear model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinearError {
-    /// Quantization failed (NaN, wrong feature count, bad bit width, ...).
+    /// Calibrating or applying a quantizer failed.
     #[error(transparent)]
     Quant(#[from] fheml_quant::QuantError),
-    /// Lowering to a circuit failed.
+    /// Building the integer circuit failed.
     #[error(transparent)]
     Circuit(#[from] fheml_circuits::CircuitError),
-    /// The training data is unusable.
-    #[error("invalid training data: {0}")]
-    Data(String),
-    /// A hyperparameter is out of range, unknown, or not a number.
-    #[error("invalid hyperparameter: {0}")]
-    Param(String),
-    /// The model name is not one of the linear family.
-    #[error("unknown linear model `{0}`; valid names: {names}", names = crate::LinearModelKind::NAMES.join(", "))]
-    UnknownModel(String),
-    /// The underlying solver failed.
-    #[error("fitting failed: {0}")]
-    Fit(String),
+    /// The data has no row or no feature.
+    #[error("empty data: {rows} rows and {features} features")]
+    EmptyData {
+        /// Number of rows given.
+        rows: usize,
+        /// Number of features given.
+        features: usize,
+    },
+    /// A feature value is NaN or infinite.
+    #[error("non-finite feature value {value} at row {row}, column {column}; clean or impute the data first")]
+    NonFiniteFeature {
+        /// The row.
+        row: usize,
+        /// The column.
+        column: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A target value is NaN or infinite.
+    #[error("non-finite target {value} at row {row}")]
+    NonFiniteTarget {
+        /// The row.
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// The number of rows and of targets differ.
+    #[error("{rows} rows but {targets} targets")]
+    LengthMismatch {
+        /// Rows of the feature matrix.
+        rows: usize,
+        /// Length of the target vector.
+        targets: usize,
+    },
+    /// The number of features differs from the one the model was fitted or calibrated on.
+    #[error("expected {expected} features, got {got}")]
+    FeatureCount {
+        /// The model's feature count.
+        expected: usize,
+        /// The given feature count.
+        got: usize,
+    },
+    /// The targets do not suit the model (a single class, negative counts, ...).
+    #[error("invalid targets for {model}: {reason}")]
+    InvalidTargets {
+        /// The model's command-line name.
+        model: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A hyperparameter value is out of range or does not parse.
+    #[error("invalid value `{value}` for `{name}`: expected {expected}")]
+    InvalidParam {
+        /// The hyperparameter.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What the value must be.
+        expected: String,
+    },
+    /// A hyperparameter the model does not have.
+    #[error("unknown option `{key}` for {model}; valid options: {}", valid.join(", "))]
+    UnknownOption {
+        /// The model's command-line name.
+        model: &'static str,
+        /// The option given.
+        key: String,
+        /// The options the model has.
+        valid: Vec<&'static str>,
+    },
+    /// A model name outside the linear family.
+    #[error("unknown linear model `{name}`; valid names: {}", crate::LinearModelKind::NAMES.join(", "))]
+    UnknownModel {
+        /// The name given.
+        name: String,
+    },
+    /// Imported coefficients have inconsistent shapes or values.
+    #[error("invalid coefficients: {0}")]
+    Coefficients(String),
+    /// The model has no such output (e.g. probabilities from a margin classifier).
+    #[error("{model} does not support {what}")]
+    Unsupported {
+        /// The model's command-line name.
+        model: &'static str,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// The solver failed (singular system, divergence, rejected input).
+    #[error("fitting {model} failed: {detail}")]
+    Solver {
+        /// The model's command-line name.
+        model: &'static str,
+        /// What happened.
+        detail: String,
+    },
 }
 
 /// Shorthand for results of this crate.

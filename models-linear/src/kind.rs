@@ -1,37 +1,39 @@
-//! The linear family by name, and what each member predicts.
+//! The linear family by name: the registry behind the command line.
 
-use fheml_circuits::PostProcessing;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{LinearError, Result};
 
-/// Every linear model fheml fits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Every linear model fheml fits, by its command-line name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LinearModelKind {
-    /// Ordinary least squares.
+    /// Ordinary least squares (`linear`).
     Linear,
-    /// L2-penalised least squares.
+    /// L2-penalised least squares (`ridge`).
     Ridge,
-    /// L1-penalised least squares.
+    /// L1-penalised least squares (`lasso`).
     Lasso,
-    /// L1 + L2-penalised least squares.
+    /// L1 + L2-penalised least squares (`elasticnet`).
     ElasticNet,
-    /// Logistic regression (binary or multinomial).
+    /// Logistic regression, binary or multinomial (`logistic`).
     Logistic,
-    /// Linear support-vector classifier (squared hinge, one-vs-rest).
+    /// Linear support-vector classifier, one-vs-rest (`linear-svc`).
     LinearSvc,
-    /// Linear support-vector regressor (squared epsilon-insensitive loss).
+    /// Linear support-vector regressor (`linear-svr`).
     LinearSvr,
-    /// Logistic loss by stochastic gradient descent (one-vs-rest).
+    /// Linear classifier fitted by stochastic gradient descent, one-vs-rest (`sgd-classifier`).
     SgdClassifier,
-    /// Squared loss by stochastic gradient descent.
+    /// Linear regressor fitted by stochastic gradient descent (`sgd-regressor`).
     SgdRegressor,
-    /// Poisson GLM, log link.
+    /// Poisson GLM with log link (`poisson`).
     Poisson,
-    /// Gamma GLM, log link.
+    /// Gamma GLM with log link (`gamma`).
     Gamma,
-    /// Tweedie GLM, log link.
+    /// Tweedie GLM with log link (`tweedie`).
     Tweedie,
 }
+
+const COMMON: [&str; 2] = ["n_bits", "w_bits"];
 
 impl LinearModelKind {
     /// The command-line names, in the order of [`Self::ALL`].
@@ -66,18 +68,31 @@ impl LinearModelKind {
         Self::Tweedie,
     ];
 
-    /// Parses a command-line name.
+    /// Parses a command-line name; an unknown name is an error listing the valid ones.
     pub fn from_name(name: &str) -> Result<Self> {
         Self::NAMES
             .iter()
-            .position(|n| *n == name)
-            .map(|i| Self::ALL[i])
-            .ok_or_else(|| LinearError::UnknownModel(name.to_string()))
+            .zip(Self::ALL)
+            .find_map(|(n, kind)| (*n == name).then_some(kind))
+            .ok_or_else(|| LinearError::UnknownModel { name: name.to_string() })
     }
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|k| *k == self).unwrap_or(0)]
+        match self {
+            Self::Linear => "linear",
+            Self::Ridge => "ridge",
+            Self::Lasso => "lasso",
+            Self::ElasticNet => "elasticnet",
+            Self::Logistic => "logistic",
+            Self::LinearSvc => "linear-svc",
+            Self::LinearSvr => "linear-svr",
+            Self::SgdClassifier => "sgd-classifier",
+            Self::SgdRegressor => "sgd-regressor",
+            Self::Poisson => "poisson",
+            Self::Gamma => "gamma",
+            Self::Tweedie => "tweedie",
+        }
     }
 
     /// Whether the model predicts classes.
@@ -85,15 +100,71 @@ impl LinearModelKind {
         matches!(self, Self::Logistic | Self::LinearSvc | Self::SgdClassifier)
     }
 
-    /// What the client computes from the decrypted scores.
-    pub fn post_processing(self, n_classes: usize) -> PostProcessing {
-        match self {
-            Self::Logistic | Self::SgdClassifier if n_classes <= 2 => PostProcessing::Sigmoid,
-            Self::Logistic | Self::SgdClassifier => PostProcessing::Softmax,
-            Self::LinearSvc if n_classes <= 2 => PostProcessing::Sign,
-            Self::LinearSvc => PostProcessing::Argmax,
-            Self::Poisson | Self::Gamma | Self::Tweedie => PostProcessing::Exp,
-            _ => PostProcessing::Identity,
+    /// Whether the model predicts through a log link (`exp` of the score).
+    pub fn is_log_link(self) -> bool {
+        matches!(self, Self::Poisson | Self::Gamma | Self::Tweedie)
+    }
+
+    /// The hyperparameters the model reads: the keys [`crate::LinearParams::set`] accepts.
+    pub fn option_names(self) -> Vec<&'static str> {
+        let own: &[&str] = match self {
+            Self::Linear => &[],
+            Self::Ridge => &["alpha", "standardize"],
+            Self::Lasso => &["alpha", "max_iter", "tol", "standardize"],
+            Self::ElasticNet => &["alpha", "l1_ratio", "max_iter", "tol", "standardize"],
+            Self::Logistic => &["alpha", "standardize"],
+            Self::LinearSvc => &["c", "loss", "max_iter", "tol", "seed", "standardize"],
+            Self::LinearSvr => &["c", "epsilon", "loss", "max_iter", "tol", "seed", "standardize"],
+            Self::SgdClassifier => {
+                &["alpha", "loss", "learning_rate", "eta0", "power_t", "max_iter", "tol", "seed", "standardize"]
+            }
+            Self::SgdRegressor => &[
+                "alpha",
+                "loss",
+                "epsilon",
+                "learning_rate",
+                "eta0",
+                "power_t",
+                "max_iter",
+                "tol",
+                "seed",
+                "standardize",
+            ],
+            Self::Poisson | Self::Gamma => &["alpha", "max_iter", "tol", "standardize"],
+            Self::Tweedie => &["alpha", "power", "max_iter", "tol", "standardize"],
+        };
+        COMMON.iter().chain(own).copied().collect()
+    }
+}
+
+impl std::fmt::Display for LinearModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LinearModelKind {
+    type Err = LinearError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_valid_ones() {
+        for (name, kind) in LinearModelKind::NAMES.iter().zip(LinearModelKind::ALL) {
+            assert_eq!(LinearModelKind::from_name(name).unwrap(), kind);
+            assert_eq!(kind.name(), *name);
+            assert_eq!(kind.to_string().parse::<LinearModelKind>().unwrap(), kind);
         }
+        let err = LinearModelKind::from_name("svm").unwrap_err();
+        assert!(matches!(&err, LinearError::UnknownModel { name } if name == "svm"));
+        assert!(err.to_string().contains("linear-svc") && err.to_string().contains("tweedie"));
     }
 }

@@ -1,0 +1,98 @@
+//! The tree crate's error type.
+
+/// Everything that can go wrong while fitting, importing, quantizing or lowering a tree model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeError {
+    /// Quantization failed (bad bit width, constant or empty calibration data, ...).
+    #[error(transparent)]
+    Quant(#[from] fheml_quant::QuantError),
+    /// Building or evaluating the integer circuit failed.
+    #[error(transparent)]
+    Circuit(#[from] fheml_circuits::CircuitError),
+    /// A hyperparameter has a value outside its range, or a value that does not parse.
+    #[error("invalid hyperparameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// The hyperparameter's name.
+        name: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+    /// A hyperparameter name that this model does not have.
+    #[error("unknown hyperparameter `{key}` for {model}; valid names: {valid}")]
+    UnknownParameter {
+        /// The name given.
+        key: String,
+        /// The model it was given to.
+        model: String,
+        /// The names this model accepts, comma-separated.
+        valid: String,
+    },
+    /// A model name that is not one of the tree family.
+    #[error("unknown tree model `{0}`; valid names: tree, forest, gbdt")]
+    UnknownModel(String),
+    /// A task name other than classification or regression.
+    #[error("unknown task `{0}`; valid names: classification, regression")]
+    UnknownTask(String),
+    /// The training or prediction data is unusable (shapes, too few classes, ...).
+    #[error("invalid data: {0}")]
+    Data(String),
+    /// A feature or target is NaN or infinite.
+    #[error("non-finite value {value} at row {row}, column {column}; clean or impute the data first")]
+    NonFinite {
+        /// The value.
+        value: f64,
+        /// Its row.
+        row: usize,
+        /// Its column (0 for a target).
+        column: usize,
+    },
+    /// The data has another number of features than the model.
+    #[error("the model takes {expected} features, the data has {got}")]
+    FeatureCount {
+        /// The model's feature count.
+        expected: usize,
+        /// The data's feature count.
+        got: usize,
+    },
+    /// An XGBoost JSON model is malformed (not JSON, a field missing or of the wrong type, an
+    /// inconsistent tree).
+    #[error("malformed XGBoost JSON model at `{path}`: {detail}")]
+    XgboostFormat {
+        /// Where in the document (a JSON path such as `learner.gradient_booster.model.trees[3]`).
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A well-formed XGBoost model uses something fheml does not support (an objective,
+    /// categorical splits, vector leaves, the DART booster, ...).
+    #[error("unsupported XGBoost model: {0}")]
+    XgboostUnsupported(String),
+    /// A smartcore model's serialized form does not have the layout this crate reads.
+    #[error("unexpected smartcore model layout: {0}")]
+    SmartcoreLayout(String),
+    /// A tree ensemble is structurally invalid (a child out of range, a cycle, a feature or output
+    /// index out of range, a non-finite threshold or leaf value).
+    #[error("invalid tree ensemble: {0}")]
+    InvalidEnsemble(String),
+    /// The training library (smartcore or hessboost) failed.
+    #[error("fitting failed: {0}")]
+    Fit(String),
+    /// A model file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = TreeError> = std::result::Result<T, E>;
+
+impl TreeError {
+    pub(crate) fn param(name: &str, reason: impl Into<String>) -> Self {
+        Self::InvalidParameter { name: name.to_string(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,334 @@
+//! A fitted or imported tree model: float predictions, quantization, and its circuit.
+
+use std::path::Path;
+
+use fheml_circuits::{CircuitError, ModelCircuit, Prediction, Task};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::ensemble::{TreeEnsemble, check_finite};
+use crate::error::{Result, TreeError};
+use crate::lower::{LoweringSummary, lower};
+use crate::params::{TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
+use crate::quantize::QuantizedEnsemble;
+use crate::{boosting, smartcore_io, xgboost};
+
+/// How [`TreeModel::compile`] quantizes and lowers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompileOptions {
+    /// Bits per input feature (unsigned, per-feature calibration).
+    pub n_bits: u8,
+    /// Bits of the leaf values.
+    pub leaf_bits: u8,
+    /// Sum the trees in the circuit, or output per-tree scores for the client to sum.
+    pub sum_in_fhe: bool,
+}
+
+/// Everything [`TreeModel::compile_detailed`] produces.
+#[derive(Debug, Clone)]
+pub struct CompiledTrees {
+    /// The lowered model.
+    pub circuit: ModelCircuit,
+    /// The exact integer model it computes.
+    pub quantized: QuantizedEnsemble,
+    /// Bootstrap and leaf counts.
+    pub summary: LoweringSummary,
+}
+
+/// A tree, forest or boosted ensemble with its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeModel {
+    params: ValidTreeParams,
+    ensemble: TreeEnsemble,
+}
+
+fn check_xy(x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<()> {
+    if x.nrows() == 0 || x.ncols() == 0 {
+        return Err(TreeError::Data("no training rows or no features".into()));
+    }
+    if x.nrows() != y.len() {
+        return Err(TreeError::Data(format!("{} rows but {} targets", x.nrows(), y.len())));
+    }
+    check_finite(x)?;
+    match y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((row, value)) => Err(TreeError::NonFinite { value: *value, row, column: 0 }),
+        None => Ok(()),
+    }
+}
+
+impl ValidTreeParams {
+    /// Fits the model on `x` (rows are samples) and `y` (labels or targets).
+    pub fn fit(&self, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<TreeModel> {
+        TreeModel::fit(self, x, y)
+    }
+}
+
+impl TreeModel {
+    /// Fits on `x` and `y`: smartcore for trees and forests, hessboost for boosting.
+    pub fn fit(params: &ValidTreeParams, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self> {
+        check_xy(x, y)?;
+        let p = params.get();
+        let (targets, classes) = match p.task {
+            TaskKind::Classification => {
+                let mut classes: Vec<f64> = y.to_vec();
+                classes.sort_by(f64::total_cmp);
+                classes.dedup();
+                if classes.len() < 2 {
+                    return Err(TreeError::Data(format!(
+                        "a classifier needs at least two classes, got {}",
+                        classes.len()
+                    )));
+                }
+                let index: Vec<f64> =
+                    y.iter().map(|v| classes.iter().position(|c| c == v).unwrap_or(0) as f64).collect();
+                (index, Some(classes))
+            }
+            TaskKind::Regression => (y.to_vec(), None),
+        };
+        let ensemble = match p.kind {
+            TreeModelKind::Tree | TreeModelKind::Forest => smartcore_io::fit(params, x, &targets, classes)?,
+            TreeModelKind::Gbdt => boosting::fit(params, x, &targets, classes)?,
+        };
+        Ok(Self { params: params.clone(), ensemble })
+    }
+
+    /// Wraps an ensemble built or read elsewhere (validated).
+    pub fn from_ensemble(params: ValidTreeParams, ensemble: TreeEnsemble) -> Result<Self> {
+        ensemble.validate()?;
+        let task = match ensemble.task {
+            Task::Classification { .. } => TaskKind::Classification,
+            Task::Regression => TaskKind::Regression,
+        };
+        if task != params.get().task {
+            return Err(TreeError::Data(format!(
+                "the ensemble does {} but the parameters say {}",
+                task.name(),
+                params.get().task.name()
+            )));
+        }
+        Ok(Self { params, ensemble })
+    }
+
+    fn imported(kind: TreeModelKind, ensemble: TreeEnsemble) -> Result<Self> {
+        let task = match ensemble.task {
+            Task::Classification { .. } => TaskKind::Classification,
+            Task::Regression => TaskKind::Regression,
+        };
+        let n_estimators = if kind == TreeModelKind::Tree { 1 } else { ensemble.trees.len().clamp(1, 10_000) };
+        let params = TreeParams::new(kind, task)
+            .max_depth(ensemble.max_depth().clamp(1, 32))
+            .n_estimators(n_estimators)
+            .check()?;
+        Ok(Self { params, ensemble })
+    }
+
+    /// Imports an XGBoost model saved with `save_model("model.json")`, given as JSON text.
+    /// Classifier labels are the class indices `0..k` (XGBoost's labels).
+    pub fn from_xgboost_json(json: &str) -> Result<Self> {
+        Self::imported(TreeModelKind::Gbdt, xgboost::ensemble_from_xgboost_json(json)?)
+    }
+
+    /// Imports an XGBoost JSON model file.
+    pub fn from_xgboost_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TreeError::Io { path: path.display().to_string(), source })?;
+        Self::from_xgboost_json(&text)
+    }
+
+    /// Imports a model trained with smartcore directly (`DecisionTreeClassifier`,
+    /// `DecisionTreeRegressor`, `RandomForestClassifier`, `RandomForestRegressor`), through
+    /// its serde form.
+    pub fn from_smartcore(kind: TreeModelKind, task: TaskKind, model: &impl Serialize) -> Result<Self> {
+        let value = serde_json::to_value(model)
+            .map_err(|e| TreeError::SmartcoreLayout(format!("the model does not serialize: {e}")))?;
+        Self::imported(kind, smartcore_io::ensemble_from_smartcore(kind, task, &value)?)
+    }
+
+    /// Replaces the quantization options of a model (useful for imported ones).
+    pub fn with_options(mut self, n_bits: u8, leaf_bits: Option<u8>, sum_in_fhe: bool) -> Result<Self> {
+        let mut p = self.params.into_inner();
+        p.n_bits = n_bits;
+        p.leaf_bits = leaf_bits;
+        p.sum_in_fhe = sum_in_fhe;
+        self.params = p.check()?;
+        Ok(self)
+    }
+
+    /// The hyperparameters.
+    pub fn params(&self) -> &ValidTreeParams {
+        &self.params
+    }
+
+    /// The trees.
+    pub fn ensemble(&self) -> &TreeEnsemble {
+        &self.ensemble
+    }
+
+    /// Classification (with labels) or regression.
+    pub fn task(&self) -> &Task {
+        &self.ensemble.task
+    }
+
+    /// Number of features.
+    pub fn n_features(&self) -> usize {
+        self.ensemble.n_features
+    }
+
+    /// Raw scores, `[rows, outputs]`: vote counts (tree and forest classifiers), margins
+    /// (boosting), values (regressors).
+    pub fn decision_function(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let scores = self.ensemble.decision_function(x)?;
+        let k = self.ensemble.n_outputs;
+        Array2::from_shape_vec((scores.len(), k), scores.into_iter().flatten().collect())
+            .map_err(|e| TreeError::Data(e.to_string()))
+    }
+
+    /// Float predictions with probabilities and scores.
+    pub fn predict_detailed(&self, x: ArrayView2<f64>) -> Result<Vec<Prediction>> {
+        self.ensemble.predict_detailed(x)
+    }
+
+    /// Float predictions: labels or values.
+    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        Ok(self.predict_detailed(x)?.into_iter().map(|p| p.value).collect())
+    }
+
+    /// Class probabilities, `[rows, classes]`: vote fractions for trees and forests,
+    /// sigmoid or softmax of the margins for boosting.
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
+        let Task::Classification { classes } = &self.ensemble.task else {
+            return Err(TreeError::Data("predict_proba needs a classifier".into()));
+        };
+        let k = classes.len();
+        let mut out = Array2::zeros((x.nrows(), k));
+        for (i, p) in self.predict_detailed(x)?.into_iter().enumerate() {
+            let probs = p.probabilities.unwrap_or_else(|| vec![1.0 / k as f64; k]);
+            for (j, v) in probs.into_iter().take(k).enumerate() {
+                out[[i, j]] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The quantization options from the hyperparameters.
+    pub fn compile_options(&self) -> CompileOptions {
+        let p = self.params.get();
+        CompileOptions { n_bits: p.n_bits, leaf_bits: self.params.leaf_bits(), sum_in_fhe: p.sum_in_fhe }
+    }
+
+    /// The integer model: input quantizers calibrated on `calibration`, exact integer
+    /// thresholds, quantized leaves.
+    pub fn quantize(&self, calibration: ArrayView2<f64>) -> Result<QuantizedEnsemble> {
+        let o = self.compile_options();
+        QuantizedEnsemble::new(&self.ensemble, calibration, o.n_bits, o.leaf_bits)
+    }
+
+    /// Quantizes (calibrating on `calibration`, usually the training set) and lowers to a
+    /// circuit with one bootstrap per leaf at most (see [`crate::lower`]).
+    pub fn compile(&self, calibration: ArrayView2<f64>) -> Result<ModelCircuit> {
+        Ok(self.compile_detailed(calibration)?.circuit)
+    }
+
+    /// [`Self::compile`], also returning the integer model and the lowering summary.
+    pub fn compile_detailed(&self, calibration: ArrayView2<f64>) -> Result<CompiledTrees> {
+        let quantized = self.quantize(calibration)?;
+        let (circuit, summary) = lower(&quantized, self.compile_options().sum_in_fhe)?;
+        Ok(CompiledTrees { circuit, quantized, summary })
+    }
+
+    /// Concrete ML's bootstrap count for this model in its GEMM form (one per comparison
+    /// and one per leaf, per tree), to compare with `circuit.cost().bootstraps`.
+    pub fn gemm_bootstraps(&self) -> usize {
+        self.ensemble.gemm_bootstraps()
+    }
+}
+
+/// Client side: decrypted outputs of a tree circuit to a prediction. Unlike
+/// [`ModelCircuit::decode`], this also handles circuits compiled with `sum_in_fhe = false`,
+/// whose output is `[n_trees, n_outputs]`: each tree's scores are decoded, then summed.
+pub fn decode_outputs(model: &ModelCircuit, outputs: &[Vec<i64>]) -> Result<Prediction> {
+    let per_tree = model.circuit.outputs().first().map(|id| model.circuit.node(*id).shape.clone());
+    match (per_tree.as_deref(), outputs, model.outputs.as_slice()) {
+        (Some(&[trees, k]), [values], [spec]) => {
+            if values.len() != trees * k {
+                return Err(CircuitError::Decoding {
+                    detail: format!("{} values for a [{trees}, {k}] output", values.len()),
+                }
+                .into());
+            }
+            let decoded = spec.decode(values)?;
+            let mut scores = vec![0.0; k];
+            for (i, v) in decoded.iter().enumerate() {
+                scores[i % k] += v;
+            }
+            Ok(model.post.apply(scores, &model.task)?)
+        }
+        _ => Ok(model.decode(outputs)?),
+    }
+}
+
+/// Clear (exact integer) prediction of one row by a tree circuit, whatever its output layout.
+pub fn predict_clear(model: &ModelCircuit, features: &[f64]) -> Result<Prediction> {
+    let outputs = model.circuit.evaluate_clear(&model.encode(features)?)?;
+    decode_outputs(model, &outputs)
+}
+
+macro_rules! named_model {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $task:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $name {
+            /// Default hyperparameters; set some, then `check()?.fit(x, y)`.
+            pub fn params() -> TreeParams {
+                TreeParams::new($kind, $task)
+            }
+        }
+    };
+}
+
+named_model!(
+    /// A decision tree classifier (smartcore, `x <= t` splits, leaves vote for one class).
+    DecisionTreeClassifier,
+    TreeModelKind::Tree,
+    TaskKind::Classification
+);
+named_model!(
+    /// A decision tree regressor (smartcore).
+    DecisionTreeRegressor,
+    TreeModelKind::Tree,
+    TaskKind::Regression
+);
+named_model!(
+    /// A random forest classifier (smartcore; prediction by vote counting).
+    RandomForestClassifier,
+    TreeModelKind::Forest,
+    TaskKind::Classification
+);
+named_model!(
+    /// A random forest regressor (smartcore; the mean of the trees).
+    RandomForestRegressor,
+    TreeModelKind::Forest,
+    TaskKind::Regression
+);
+named_model!(
+    /// Gradient-boosted trees for classification (hessboost: `binary:logistic` or
+    /// `multi:softprob`), Concrete ML's `XGBClassifier`.
+    GradientBoostingClassifier,
+    TreeModelKind::Gbdt,
+    TaskKind::Classification
+);
+named_model!(
+    /// Gradient-boosted trees for regression (hessboost: `reg:squarederror`), Concrete ML's
+    /// `XGBRegressor`.
+    GradientBoostingRegressor,
+    TreeModelKind::Gbdt,
+    TaskKind::Regression
+);
+
+/// Concrete ML's name for [`GradientBoostingClassifier`].
+pub type XGBClassifier = GradientBoostingClassifier;
+/// Concrete ML's name for [`GradientBoostingRegressor`].
+pub type XGBRegressor = GradientBoostingRegressor;
