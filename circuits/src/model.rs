@@ -107,7 +107,7 @@ impl OutputSpec {
         if self.groups <= 1 {
             return Ok(decoded);
         }
-        if decoded.len() % self.groups != 0 {
+        if !decoded.len().is_multiple_of(self.groups) {
             return Err(CircuitError::Decoding {
                 detail: format!("{} values in {} groups", decoded.len(), self.groups),
             });

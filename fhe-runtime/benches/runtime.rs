@@ -1,4 +1,4 @@
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 //! Runtime micro-benchmarks: one bootstrap per precision, the leveled dot product, key
 //! generation, and a circuit of a few hundred lookups against `lookups × bootstrap / threads`.
 //!

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Prints the noise model of every candidate parameter set and runs one small lookup circuit.
 use fheml_circuits::{CircuitBuilder, Interval, Lut, Table};
 use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterSetId};
