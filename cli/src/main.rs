@@ -76,6 +76,9 @@ enum Command {
         /// Evaluate the mode on the first N rows only.
         #[arg(long)]
         limit: Option<usize>,
+        /// Recompile for this failure probability per lookup (default: the one trained with).
+        #[arg(long)]
+        p_error: Option<f64>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -263,8 +266,12 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Eval { model, data, target, mode, limit, json } => {
-            let saved = SavedModel::load(&model)?;
+        Command::Eval { model, data, target, mode, limit, p_error, json } => {
+            let mut saved = SavedModel::load(&model)?;
+            if let Some(p) = p_error {
+                let config = FheConfig::params().p_error(p).check()?;
+                saved.fhe = fheml_fhe_runtime::FheModel::compile(saved.fhe.model().clone(), &config)?;
+            }
             let mode: Mode = mode.parse()?;
             let table = read_csv(&data, target_column(&target))?;
             let y = table.y.as_ref().ok_or_else(|| CliError::Usage("evaluation data needs a target column".into()))?;

@@ -87,6 +87,20 @@ fn files_round_trip_gives_clear_predictions() {
     ]))
     .unwrap();
     assert_eq!(eval["agree_with_clear"], 1.0);
+    let loose: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--mode",
+        "simulate",
+        "--p-error",
+        "0.001",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(loose["p_error"], 0.001);
     assert_eq!(eval["pbs_per_sample"], 0);
     assert!(eval["quantized"].as_f64().unwrap() > 0.9);
     ok(&["inspect", s(&model)]);
@@ -179,4 +193,5 @@ fn bad_input_gives_one_line_errors() {
     let narrow = csv("narrow.csv", "a,b,y\n1,2,0\n");
     fails(&["eval", "--model", s(&out), "--data", s(&narrow)], "feature columns");
     fails(&["eval", "--model", s(&out), "--data", s(&train), "--mode", "fast"], "unknown mode");
+    fails(&["eval", "--model", s(&out), "--data", s(&train), "--p-error", "2"], "p_error");
 }
