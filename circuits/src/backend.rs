@@ -69,8 +69,9 @@ pub type Batch<V> = Vec<Vec<Tensor<V>>>;
 /// Every node's value, where kept.
 type NodeValues<V> = Vec<Option<Tensor<V>>>;
 
-/// Which round nodes must be materialised (some consumer is not a lookup, or it is an output).
-fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
+/// Which round nodes must be materialised (some consumer is not a lookup, or it is an
+/// output); the others are fused into the lookups that read them.
+pub fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
     let consumers = circuit.consumers();
     circuit
         .nodes()

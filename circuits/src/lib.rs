@@ -37,7 +37,7 @@ mod model;
 mod range;
 pub mod testing;
 
-pub use backend::{Backend, Batch, ElementRef, FusedRounding, Tensor, evaluate, evaluate_batch};
+pub use backend::{Backend, Batch, ElementRef, FusedRounding, Tensor, evaluate, evaluate_batch, materialised_rounds};
 pub use builder::{CircuitBuilder, MAX_TABLE_BITS, round_shift};
 pub use clear::{ClearBackend, CountingBackend, evaluate_all_nodes, shape_inputs};
 pub use cost::{CostReport, LookupSite, lookup_source, propagate_variance, read_precision};

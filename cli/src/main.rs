@@ -231,16 +231,16 @@ fn target_column(target: &Option<String>) -> TargetColumn<'_> {
     target.as_deref().map_or(TargetColumn::Last, TargetColumn::Named)
 }
 
-/// Reads rows to encrypt: the model's features, with an optional trailing target.
-fn read_features(model: &SavedModel, path: &Path) -> Result<ndarray::Array2<f64>> {
+/// Reads rows to encrypt: the model's `n` features, with an optional trailing target.
+fn read_features(path: &Path, feature_names: &[String]) -> Result<ndarray::Array2<f64>> {
     let table = read_csv(path, TargetColumn::None)?;
-    let n = model.feature_names.len();
+    let n = feature_names.len();
     match table.x.ncols() {
         c if c == n => Ok(table.x),
         c if c == n + 1 => Ok(table.x.slice(ndarray::s![.., ..n]).to_owned()),
         c => Err(CliError::Data {
             path: path.display().to_string(),
-            detail: format!("{c} columns, the model takes {n} features ({})", model.feature_names.join(", ")),
+            detail: format!("{c} columns, the model takes {n} features ({})", feature_names.join(", ")),
         }),
     }
 }
@@ -330,7 +330,7 @@ fn run(cli: Cli) -> Result<()> {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
             let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
-            let x = read_features(&saved, &data)?;
+            let x = read_features(&data, &saved.feature_names)?;
             let inputs = saved.fhe.encode(x.view())?;
             let query = saved.fhe.compiled().client_spec().encrypt(&client_key, &inputs)?;
             write_atomically(&out, &query.to_bytes()?)?;
@@ -376,18 +376,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Client { url, name, data, key_dir, json } => {
             let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref())?;
-            let table = read_csv(&data, TargetColumn::None)?;
-            let n = remote.part.feature_names.len();
-            let x = match table.x.ncols() {
-                c if c == n => table.x,
-                c if c == n + 1 => table.x.slice(ndarray::s![.., ..n]).to_owned(),
-                c => {
-                    return Err(CliError::Data {
-                        path: data.display().to_string(),
-                        detail: format!("{c} columns, the model takes {n}"),
-                    });
-                }
-            };
+            let x = read_features(&data, &remote.part.feature_names)?;
             print_predictions(&remote.predict(x.view())?, json)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),

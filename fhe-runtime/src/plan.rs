@@ -19,7 +19,8 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use fheml_circuits::{
-    BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, propagate_variance,
+    BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, materialised_rounds,
+    propagate_variance,
 };
 
 use crate::error::{FheError, Result};
@@ -182,21 +183,6 @@ fn bootstrap_inputs(circuit: &Circuit, materialised: &[bool]) -> Vec<(NodeId, us
         }
     }
     sites
-}
-
-/// Which roundings are evaluated on their own (read by something other than a lookup).
-pub fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
-    let consumers = circuit.consumers();
-    circuit
-        .nodes()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            matches!(n.op, Op::Round { .. })
-                && (circuit.outputs().contains(&NodeId(i))
-                    || consumers[i].iter().any(|c| !matches!(circuit.node(*c).op, Op::Lookup(..))))
-        })
-        .collect()
 }
 
 /// Two's-complement width of an output, sign bit always included.
