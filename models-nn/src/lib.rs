@@ -1,6 +1,13 @@
-//! Neural networks for fheml (quantization-aware training with burn, ONNX import).
+//! Neural networks for fheml: quantization-aware training with burn, ONNX import with
+//! post-training quantization, and the lowering to an integer circuit that runs under TFHE.
 //!
-//! Not implemented yet: this crate is an empty shell until the neural-network issue
-//! lands. The lowering it will provide is described in the repository's design notes:
-//! leveled linear and convolution layers, one table lookup per hidden activation on a
-//! rounded accumulator, softmax/argmax on the client.
+//! Lowering (as in Concrete ML): linear and convolution layers are leveled operations on
+//! integer weights; each hidden activation is one table lookup that also requantizes,
+//! applied to the accumulator after rounding it to a few bits; the last layer is leveled
+//! and softmax/argmax run on the client.
+
+pub mod error;
+pub mod network;
+
+pub use error::{NnError, Result};
+pub use network::{Activation, Layer, Network};
