@@ -321,6 +321,11 @@ impl CircuitBuilder {
         self.nodes.get(id.0).map_or(Interval::point(0), Node::range)
     }
 
+    /// The range of every (flat) element of a node (empty for an unknown node).
+    pub fn element_ranges(&self, id: NodeId) -> &[Interval] {
+        self.nodes.get(id.0).map_or(&[], |n| n.ranges.as_slice())
+    }
+
     /// Marks `x` as the next output.
     pub fn output(&mut self, x: NodeId) -> Result<()> {
         self.get(x)?;

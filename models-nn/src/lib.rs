@@ -7,7 +7,9 @@
 //! and softmax/argmax run on the client.
 
 pub mod error;
+pub mod lower;
 pub mod network;
 
 pub use error::{NnError, Result};
+pub use lower::{InputQuantization, QuantSettings, calibrate_activations, lower};
 pub use network::{Activation, Layer, Network};

@@ -332,7 +332,10 @@ impl Network {
                 _ => true,
             };
             if !finite {
-                return Err(NnError::InvalidNetwork(format!("layer {i} ({}) has a NaN or infinite value", layer.name())));
+                return Err(NnError::InvalidNetwork(format!(
+                    "layer {i} ({}) has a NaN or infinite value",
+                    layer.name()
+                )));
             }
             shape = layer
                 .output_shape(&shape)
@@ -441,11 +444,8 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_refused_with_the_layer() {
-        let err = Network::new(
-            vec![3],
-            vec![Layer::Dense { weight: Array2::zeros((2, 1)), bias: Array1::zeros(1) }],
-        )
-        .unwrap_err();
+        let err = Network::new(vec![3], vec![Layer::Dense { weight: Array2::zeros((2, 1)), bias: Array1::zeros(1) }])
+            .unwrap_err();
         assert!(err.to_string().contains("layer 0 (dense)"), "{err}");
         let err = Network::new(vec![2], vec![Layer::Activation(Activation::Relu)]).map(|_| ());
         assert!(err.is_ok());
