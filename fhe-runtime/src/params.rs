@@ -1,6 +1,8 @@
 //! The vetted TFHE parameter sets the runtime chooses from, and the noise model of each.
 //!
-//! Every candidate is a tfhe-rs KS-PBS parameter set with TUniform noise, published with a
+//! Every candidate is a tfhe-rs KS-PBS parameter set (TUniform noise at 2^-40, 2^-64 and
+//! 2^-128; the Gaussian 2^-128 family, which has a set for every message/carry split and so
+//! offers 3, 5 and 7-bit reads between the TUniform sizes), published with a
 //! failure probability and a maximal 2-norm. From the set's documented design point we
 //! derive the noise the runtime's analysis needs (all variances on the unit torus):
 //! the bootstrap output variance comes from tfhe-rs's own noise formula, fresh
@@ -9,7 +11,9 @@
 //! We never change a (dimension, noise) pair, so security is that of the vetted sets.
 
 use serde::{Deserialize, Serialize};
-use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul;
+use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::{
+    pbs_variance_132_bits_security_gaussian_fft_mul, pbs_variance_132_bits_security_tuniform_fft_mul,
+};
 use tfhe::shortint::parameters::{ClassicPBSParameters, DynamicDistribution, v1_6, v1_8};
 
 use crate::noise::erfc_inverse;
@@ -41,6 +45,62 @@ pub enum ParameterSetId {
     M3C3P128,
     /// 4 + 4 bits, 2^-128.
     M4C4P128,
+    /// 1 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C0P128,
+    /// 2 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C0P128,
+    /// 1 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C1P128,
+    /// 1 message + 2 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C2P128,
+    /// 2 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C1P128,
+    /// 3 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G3C0P128,
+    /// 2 message + 2 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C2P128,
+    /// 3 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G3C1P128,
+    /// 4 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G4C0P128,
+    /// 1 message + 3 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C3P128,
+    /// 5 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G5C0P128,
+    /// 4 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G4C1P128,
+    /// 3 message + 2 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G3C2P128,
+    /// 1 message + 4 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C4P128,
+    /// 2 message + 3 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C3P128,
+    /// 3 message + 3 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G3C3P128,
+    /// 4 message + 2 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G4C2P128,
+    /// 5 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G5C1P128,
+    /// 6 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G6C0P128,
+    /// 2 message + 4 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C4P128,
+    /// 1 message + 5 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C5P128,
+    /// 5 message + 2 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G5C2P128,
+    /// 6 message + 1 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G6C1P128,
+    /// 7 message + 0 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G7C0P128,
+    /// 4 message + 3 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G4C3P128,
+    /// 3 message + 4 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G3C4P128,
+    /// 2 message + 5 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G2C5P128,
+    /// 1 message + 6 carry bits, Gaussian noise, failure probability 2^-128 at its design point.
+    G1C6P128,
 }
 
 /// One vetted parameter set with what the runtime needs to know about it.
@@ -58,7 +118,7 @@ pub struct ParameterSet {
     pub max_norm2: f64,
 }
 
-const ALL: [ParameterSetId; 12] = [
+const ALL: [ParameterSetId; 40] = [
     ParameterSetId::M1C1P40,
     ParameterSetId::M2C2P40,
     ParameterSetId::M3C3P40,
@@ -71,6 +131,34 @@ const ALL: [ParameterSetId; 12] = [
     ParameterSetId::M2C2P128,
     ParameterSetId::M3C3P128,
     ParameterSetId::M4C4P128,
+    ParameterSetId::G1C0P128,
+    ParameterSetId::G2C0P128,
+    ParameterSetId::G1C1P128,
+    ParameterSetId::G1C2P128,
+    ParameterSetId::G2C1P128,
+    ParameterSetId::G3C0P128,
+    ParameterSetId::G2C2P128,
+    ParameterSetId::G3C1P128,
+    ParameterSetId::G4C0P128,
+    ParameterSetId::G1C3P128,
+    ParameterSetId::G5C0P128,
+    ParameterSetId::G4C1P128,
+    ParameterSetId::G3C2P128,
+    ParameterSetId::G1C4P128,
+    ParameterSetId::G2C3P128,
+    ParameterSetId::G3C3P128,
+    ParameterSetId::G4C2P128,
+    ParameterSetId::G5C1P128,
+    ParameterSetId::G6C0P128,
+    ParameterSetId::G2C4P128,
+    ParameterSetId::G1C5P128,
+    ParameterSetId::G5C2P128,
+    ParameterSetId::G6C1P128,
+    ParameterSetId::G7C0P128,
+    ParameterSetId::G4C3P128,
+    ParameterSetId::G3C4P128,
+    ParameterSetId::G2C5P128,
+    ParameterSetId::G1C6P128,
 ];
 
 impl ParameterSetId {
@@ -156,6 +244,174 @@ impl ParameterSetId {
                 11860.0,
                 17.0,
             ),
+            G1C0P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                40.0,
+                1.0,
+            ),
+            G2C0P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                49.0,
+                1.0,
+            ),
+            G1C1P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                64.0,
+                3.0,
+            ),
+            G1C2P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_2_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_2_KS_PBS_GAUSSIAN_2M128,
+                79.0,
+                7.0,
+            ),
+            G2C1P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                79.0,
+                2.0,
+            ),
+            G3C0P128 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                79.0,
+                1.0,
+            ),
+            G2C2P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_2_KS_PBS_GAUSSIAN_2M128,
+                110.0,
+                5.0,
+            ),
+            G3C1P128 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                110.0,
+                2.0,
+            ),
+            G4C0P128 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                110.0,
+                1.0,
+            ),
+            G1C3P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_3_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_3_KS_PBS_GAUSSIAN_2M128,
+                119.0,
+                15.0,
+            ),
+            G5C0P128 => (
+                "V1_6_PARAM_MESSAGE_5_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_5_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                259.0,
+                1.0,
+            ),
+            G4C1P128 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                260.0,
+                2.0,
+            ),
+            G3C2P128 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_2_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_2_KS_PBS_GAUSSIAN_2M128,
+                281.0,
+                4.0,
+            ),
+            G1C4P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_4_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_4_KS_PBS_GAUSSIAN_2M128,
+                373.0,
+                31.0,
+            ),
+            G2C3P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_3_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_3_KS_PBS_GAUSSIAN_2M128,
+                373.0,
+                10.0,
+            ),
+            G3C3P128 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_3_KS_PBS_GAUSSIAN_2M128,
+                874.0,
+                9.0,
+            ),
+            G4C2P128 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_2_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_2_KS_PBS_GAUSSIAN_2M128,
+                874.0,
+                4.0,
+            ),
+            G5C1P128 => (
+                "V1_6_PARAM_MESSAGE_5_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_5_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                874.0,
+                2.0,
+            ),
+            G6C0P128 => (
+                "V1_6_PARAM_MESSAGE_6_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_6_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                874.0,
+                1.0,
+            ),
+            G2C4P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_4_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_4_KS_PBS_GAUSSIAN_2M128,
+                875.0,
+                21.0,
+            ),
+            G1C5P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_5_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_5_KS_PBS_GAUSSIAN_2M128,
+                878.0,
+                63.0,
+            ),
+            G5C2P128 => (
+                "V1_6_PARAM_MESSAGE_5_CARRY_2_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_5_CARRY_2_KS_PBS_GAUSSIAN_2M128,
+                2075.0,
+                4.0,
+            ),
+            G6C1P128 => (
+                "V1_6_PARAM_MESSAGE_6_CARRY_1_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_6_CARRY_1_KS_PBS_GAUSSIAN_2M128,
+                2075.0,
+                2.0,
+            ),
+            G7C0P128 => (
+                "V1_6_PARAM_MESSAGE_7_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_7_CARRY_0_KS_PBS_GAUSSIAN_2M128,
+                2075.0,
+                1.0,
+            ),
+            G4C3P128 => (
+                "V1_6_PARAM_MESSAGE_4_CARRY_3_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_4_CARRY_3_KS_PBS_GAUSSIAN_2M128,
+                2079.0,
+                8.0,
+            ),
+            G3C4P128 => (
+                "V1_6_PARAM_MESSAGE_3_CARRY_4_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_3_CARRY_4_KS_PBS_GAUSSIAN_2M128,
+                2104.0,
+                18.0,
+            ),
+            G2C5P128 => (
+                "V1_6_PARAM_MESSAGE_2_CARRY_5_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_2_CARRY_5_KS_PBS_GAUSSIAN_2M128,
+                2662.0,
+                42.0,
+            ),
+            G1C6P128 => (
+                "V1_6_PARAM_MESSAGE_1_CARRY_6_KS_PBS_GAUSSIAN_2M128",
+                v1_6::V1_6_PARAM_MESSAGE_1_CARRY_6_KS_PBS_GAUSSIAN_2M128,
+                2675.0,
+                127.0,
+            ),
         };
         ParameterSet { id: self, name, params, cost, max_norm2 }
     }
@@ -196,7 +452,11 @@ impl ParameterSet {
     /// The noise model derived from the documented design point (see the module doc).
     pub fn noise_model(&self) -> NoiseModel {
         let p = &self.params;
-        let bootstrap_output = pbs_variance_132_bits_security_tuniform_fft_mul(
+        let formula = match p.glwe_noise_distribution {
+            DynamicDistribution::TUniform(_) => pbs_variance_132_bits_security_tuniform_fft_mul,
+            DynamicDistribution::Gaussian(_) => pbs_variance_132_bits_security_gaussian_fft_mul,
+        };
+        let bootstrap_output = formula(
             p.lwe_dimension,
             p.glwe_dimension,
             p.polynomial_size,

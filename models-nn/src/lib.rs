@@ -8,8 +8,13 @@
 
 pub mod error;
 pub mod lower;
+pub mod model;
 pub mod network;
+pub mod params;
+pub mod train;
 
 pub use error::{NnError, Result};
 pub use lower::{InputQuantization, QuantSettings, calibrate_activations, lower};
+pub use model::{NnModel, Standardizer};
 pub use network::{Activation, Layer, Network};
+pub use params::{MlpParams, NnTask, ValidMlpParams};

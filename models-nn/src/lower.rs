@@ -137,6 +137,26 @@ pub fn quantize_columns(m: &Array2<f64>, bits: u8) -> (Array2<i64>, Vec<f64>) {
     (q, scales)
 }
 
+/// The low bits to drop from accumulators ranging over `ranges` so that the activation
+/// lookup reads at most `accumulator_bits` (0: no rounding).
+pub fn accumulator_rounding(ranges: &[Interval], settings: &QuantSettings) -> u32 {
+    let Some(keep) = settings.accumulator_bits else { return 0 };
+    let widest = ranges.iter().map(|r| r.span_bits().0).max().unwrap_or(1);
+    if widest <= keep {
+        return 0;
+    }
+    let mut lsbs = widest - keep;
+    // Approximate roundings align boxes on multiples of 2^lsbs, which may cost one more box.
+    while settings.rounding == RoundingMode::Approximate && lsbs < 62 {
+        let rounding = fheml_circuits::FusedRounding { lsbs, mode: settings.rounding };
+        if ranges.iter().all(|r| ReadSpec::new(*r, Some(rounding)).read_bits <= keep) {
+            break;
+        }
+        lsbs += 1;
+    }
+    lsbs
+}
+
 /// An integer tensor of the circuit and what its elements stand for.
 struct QTensor {
     node: NodeId,
@@ -205,6 +225,8 @@ fn channel_scales(t: &QTensor, what: &str) -> Result<Vec<f64>> {
 struct Lowering<'a> {
     b: CircuitBuilder,
     settings: &'a QuantSettings,
+    /// Per layer and channel, the least rounding to apply (what training used).
+    min_rounding: &'a [Vec<u32>],
 }
 
 impl Lowering<'_> {
@@ -352,25 +374,6 @@ impl Lowering<'_> {
         Ok(x)
     }
 
-    /// The rounding that keeps `accumulator_bits` in every element's read.
-    fn rounding_lsbs(&self, ranges: &[Interval]) -> u32 {
-        let Some(keep) = self.settings.accumulator_bits else { return 0 };
-        let widest = ranges.iter().map(|r| r.span_bits().0).max().unwrap_or(1);
-        if widest <= keep {
-            return 0;
-        }
-        let mut lsbs = widest - keep;
-        while lsbs < 62 {
-            let rounding = fheml_circuits::FusedRounding { lsbs, mode: self.settings.rounding };
-            let read = ranges.iter().map(|r| ReadSpec::new(*r, Some(rounding)).read_bits).max().unwrap_or(0);
-            if self.settings.rounding == RoundingMode::Exact || read <= keep {
-                break;
-            }
-            lsbs += 1;
-        }
-        lsbs
-    }
-
     fn activation(&mut self, x: QTensor, f: Activation, range: Option<(f64, f64)>, layer: usize) -> Result<QTensor> {
         let range = range.ok_or_else(|| {
             NnError::InvalidNetwork(format!("layer {layer}: no calibrated range for the {} activation", f.name()))
@@ -389,29 +392,49 @@ impl Lowering<'_> {
             }
             *slot = Some(*z);
         }
-        let lsbs = self.rounding_lsbs(self.b.element_ranges(x.node));
-        let source = if lsbs > 0 { self.b.round(x.node, lsbs, self.settings.rounding)? } else { x.node };
-        let ranges = self.b.element_ranges(source);
-        let mut domains = vec![(i64::MAX, i64::MIN); channels];
-        for (e, r) in ranges.iter().enumerate() {
-            let d = &mut domains[e % channels];
-            *d = (d.0.min(r.lo), d.1.max(r.hi));
-        }
-        let step = 2f64.powi(lsbs as i32);
-        let tables = domains
-            .iter()
-            .enumerate()
-            .map(|(c, &(lo, hi))| {
-                let span = (hi as i128 - lo as i128 + 1).max(1) as u128;
-                let bits = (128 - (span - 1).leading_zeros()).max(1);
-                let zero = zeros[c].unwrap_or(0) as f64;
-                Table::from_fn(lo, bits, |t| {
-                    let pre = scales[c] * (t as f64 * step - zero);
-                    quantizer.quantize_value(f.apply(pre)).map_or(quantizer.qmin(), |(q, _)| q)
-                })
+        // Each channel drops just the bits its own accumulator range needs dropped: a
+        // neuron with small weights keeps a finer grid than the widest one.
+        let ranges = self.b.element_ranges(x.node).to_vec();
+        let trained = self.min_rounding.get(layer);
+        let lsbs: Vec<u32> = (0..channels)
+            .map(|c| {
+                let own: Vec<Interval> = ranges.iter().skip(c).step_by(channels).copied().collect();
+                let at_least = trained.and_then(|t| t.get(c)).copied().unwrap_or(0);
+                accumulator_rounding(&own, self.settings).max(at_least)
             })
             .collect();
-        let node = self.b.lookup(source, Lut::PerChannel(tables))?;
+        let mut groups: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for e in 0..ranges.len() {
+            groups.entry(lsbs[e % channels]).or_default().push(e);
+        }
+        let (mut parts, mut order) = (Vec::new(), Vec::new());
+        for (lsbs, elements) in groups {
+            let picked = self.b.gather(x.node, elements.clone(), &[elements.len()])?;
+            let source = if lsbs > 0 { self.b.round(picked, lsbs, self.settings.rounding)? } else { picked };
+            let step = 2f64.powi(lsbs as i32);
+            let tables = elements
+                .iter()
+                .zip(self.b.element_ranges(source))
+                .map(|(&e, r)| {
+                    let c = e % channels;
+                    let span = (r.hi as i128 - r.lo as i128 + 1).max(1) as u128;
+                    let bits = (128 - (span - 1).leading_zeros()).max(1);
+                    let zero = zeros[c].unwrap_or(0) as f64;
+                    Table::from_fn(r.lo, bits, |t| {
+                        let pre = scales[c] * (t as f64 * step - zero);
+                        quantizer.quantize_value(f.apply(pre)).map_or(quantizer.qmin(), |(q, _)| q)
+                    })
+                })
+                .collect();
+            parts.push(self.b.lookup(source, Lut::PerChannel(tables))?);
+            order.extend(elements);
+        }
+        let joined = if parts.len() == 1 { parts[0] } else { self.b.concat(&parts, 0)? };
+        let mut back = vec![0; order.len()];
+        for (position, &e) in order.iter().enumerate() {
+            back[e] = position;
+        }
+        let node = self.b.gather(joined, back, &stored_shape(&x.logical))?;
         let n = x.scale.len();
         Ok(QTensor {
             node,
@@ -449,12 +472,16 @@ fn shape(e: ndarray::ShapeError) -> NnError {
 
 /// Lowers `network` with its input quantization and activation ranges.
 ///
+/// `min_rounding[i][c]` (if present) is the least number of bits dropped from the
+/// accumulator of channel `c` of activation layer `i` (what quantization-aware training used).
+///
 /// `output_scale`/`output_offset` map the network's outputs to the user's units (e.g. an
 /// un-standardised regression target); `post` and `task` say what the client does with them.
 pub fn lower(
     network: &Network,
     input: &InputQuantization,
     activation_ranges: &[Option<(f64, f64)>],
+    min_rounding: &[Vec<u32>],
     settings: &QuantSettings,
     (output_scale, output_offset): (f64, f64),
     post: PostProcessing,
@@ -474,7 +501,7 @@ pub fn lower(
         return Err(NnError::FeatureCount { expected: n, got: input.quantizer.len() });
     }
     rank_check(network.input_shape(), 0)?;
-    let mut lowering = Lowering { b: CircuitBuilder::new(), settings };
+    let mut lowering = Lowering { b: CircuitBuilder::new(), settings, min_rounding };
     let ranges = input.quantizer.quantizers().iter().map(|q| Interval { lo: q.qmin(), hi: q.qmax() }).collect();
     let flat = lowering.b.input_with_ranges(&[n], ranges)?;
     let mut x = QTensor { node: flat, logical: vec![n], scale: input.scale.clone(), zero: input.zero.clone() };
@@ -527,7 +554,8 @@ mod tests {
         let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
         let ranges = calibrate_activations(network, &rows).unwrap();
         let model =
-            lower(network, &input, &ranges, &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression).unwrap();
+            lower(network, &input, &ranges, &[], &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression)
+                .unwrap();
         let mut worst = 0f64;
         for row in &rows {
             let float = network.forward_row(row).unwrap();
@@ -603,7 +631,8 @@ mod tests {
         let ranges = calibrate_activations(&net, &rows).unwrap();
         let settings = QuantSettings::default();
         let model =
-            lower(&net, &input, &ranges, &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression).unwrap();
+            lower(&net, &input, &ranges, &[], &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression)
+                .unwrap();
         let cost = model.circuit.cost();
         assert_eq!(cost.bootstraps, 16);
         assert!(cost.max_precision.0 <= 4, "{}", cost.max_precision);

@@ -1,0 +1,241 @@
+//! Hyperparameters of the built-in MLP, with a checked builder.
+
+use serde::{Deserialize, Serialize};
+
+use fheml_circuits::RoundingMode;
+
+use crate::error::{NnError, Result};
+use crate::lower::QuantSettings;
+use crate::network::Activation;
+
+/// Classification or regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NnTask {
+    /// Labels; softmax over one output per class.
+    Classification,
+    /// One real output.
+    Regression,
+}
+
+impl NnTask {
+    /// Parses `classification` / `regression`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "classification" | "classifier" => Ok(Self::Classification),
+            "regression" | "regressor" => Ok(Self::Regression),
+            other => Err(NnError::InvalidParameter {
+                name: "task".into(),
+                reason: format!("`{other}`; valid names: classification, regression"),
+            }),
+        }
+    }
+}
+
+/// Hyperparameters of an MLP, unchecked; [`MlpParams::check`] validates them.
+///
+/// Defaults in the spirit of Concrete ML's built-in networks: 3-bit weights, activations
+/// and inputs, ReLU, Adam with learning rate 0.01 for 100 epochs; the accumulator of
+/// each hidden neuron is rounded to 4 bits before its activation lookup, and one hidden
+/// layer of 32 neurons keeps bootstraps (one per hidden neuron) few; batches of 16 rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlpParams {
+    /// Classification or regression.
+    pub task: NnTask,
+    /// Units of each hidden layer.
+    pub hidden: Vec<usize>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Bits of each (client-side) quantized input feature.
+    pub n_bits: u8,
+    /// Weight bits.
+    pub w_bits: u8,
+    /// Activation bits.
+    pub a_bits: u8,
+    /// Bits kept from each accumulator before its activation (`None`: all).
+    pub accumulator_bits: Option<u32>,
+    /// Exact or approximate accumulator rounding under encryption.
+    pub rounding: RoundingMode,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// Rows per optimisation step.
+    pub batch_size: usize,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+}
+
+/// Validated hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidMlpParams(MlpParams);
+
+/// Option names accepted by [`MlpParams::set`].
+pub const OPTION_NAMES: &[&str] = &[
+    "hidden",
+    "activation",
+    "n_bits",
+    "w_bits",
+    "a_bits",
+    "accumulator_bits",
+    "rounding",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "seed",
+];
+
+impl MlpParams {
+    /// The defaults for `task`.
+    pub fn new(task: NnTask) -> Self {
+        Self {
+            task,
+            hidden: vec![32],
+            activation: Activation::Relu,
+            n_bits: 3,
+            w_bits: 3,
+            a_bits: 3,
+            accumulator_bits: Some(4),
+            rounding: RoundingMode::Approximate,
+            epochs: 100,
+            learning_rate: 0.01,
+            batch_size: 16,
+            seed: 0,
+        }
+    }
+
+    /// Builds from command-line `key=value` options.
+    pub fn from_options<'a>(
+        task: NnTask,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<ValidMlpParams> {
+        let mut params = Self::new(task);
+        for (key, value) in options {
+            params = params.set(key, value)?;
+        }
+        params.check()
+    }
+
+    /// Sets one option from its command-line form.
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self> {
+        let key = match key {
+            "lr" => "learning_rate",
+            "hidden_layer_sizes" | "hidden_sizes" => "hidden",
+            "n_w_bits" => "w_bits",
+            "n_a_bits" => "a_bits",
+            "n_accum_bits" | "rounding_bits" => "accumulator_bits",
+            "max_epochs" => "epochs",
+            other => other,
+        };
+        let bad =
+            |what: &str| NnError::InvalidParameter { name: key.into(), reason: format!("`{value}` is not {what}") };
+        let v = value.trim();
+        let count = || v.parse::<usize>().map_err(|_| bad("a non-negative integer"));
+        let bits = || v.parse::<u8>().map_err(|_| bad("a bit width"));
+        match key {
+            "hidden" => {
+                self.hidden = if v.is_empty() || v == "none" {
+                    vec![]
+                } else {
+                    v.split(',')
+                        .map(|s| s.trim().parse::<usize>())
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|_| bad("a comma-separated list of layer sizes"))?
+                }
+            }
+            "activation" => {
+                self.activation = Activation::from_name(v)
+                    .ok_or_else(|| bad(&format!("an activation ({})", Activation::NAMES.join(", "))))?
+            }
+            "n_bits" => self.n_bits = bits()?,
+            "w_bits" => self.w_bits = bits()?,
+            "a_bits" => self.a_bits = bits()?,
+            "accumulator_bits" => {
+                self.accumulator_bits =
+                    if v == "none" { None } else { Some(v.parse::<u32>().map_err(|_| bad("a bit width or none"))?) }
+            }
+            "rounding" => {
+                self.rounding = match v {
+                    "exact" => RoundingMode::Exact,
+                    "approximate" => RoundingMode::Approximate,
+                    _ => return Err(bad("exact or approximate")),
+                }
+            }
+            "epochs" => self.epochs = count()?,
+            "learning_rate" => self.learning_rate = v.parse::<f64>().map_err(|_| bad("a number"))?,
+            "batch_size" => self.batch_size = count()?,
+            "seed" => self.seed = v.parse::<u64>().map_err(|_| bad("a non-negative integer"))?,
+            _ => return Err(NnError::UnknownParameter { key: key.into(), valid: OPTION_NAMES.join(", ") }),
+        }
+        Ok(self)
+    }
+
+    /// Validates every value.
+    pub fn check(self) -> Result<ValidMlpParams> {
+        let bad = |name: &str, reason: String| Err(NnError::InvalidParameter { name: name.into(), reason });
+        if self.hidden.contains(&0) || self.hidden.len() > 8 || self.hidden.iter().any(|h| *h > 4096) {
+            return bad("hidden", format!("{:?}: at most 8 layers of 1..=4096 units", self.hidden));
+        }
+        if !(1..=8).contains(&self.n_bits) {
+            return bad("n_bits", format!("{} (1..=8)", self.n_bits));
+        }
+        if !(2..=8).contains(&self.w_bits) {
+            return bad("w_bits", format!("{} (2..=8)", self.w_bits));
+        }
+        if !(1..=8).contains(&self.a_bits) {
+            return bad("a_bits", format!("{} (1..=8)", self.a_bits));
+        }
+        if self.accumulator_bits.is_some_and(|b| !(1..=16).contains(&b)) {
+            return bad("accumulator_bits", format!("{:?} (1..=16 or none)", self.accumulator_bits));
+        }
+        if self.epochs == 0 || self.epochs > 100_000 {
+            return bad("epochs", format!("{} (1..=100000)", self.epochs));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate < 10.0) {
+            return bad("learning_rate", format!("{} (0 < lr < 10)", self.learning_rate));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "0".into());
+        }
+        Ok(ValidMlpParams(self))
+    }
+}
+
+impl ValidMlpParams {
+    /// The hyperparameters.
+    pub fn get(&self) -> &MlpParams {
+        &self.0
+    }
+
+    /// The quantization the network is trained for and lowered with.
+    pub fn settings(&self) -> QuantSettings {
+        QuantSettings {
+            w_bits: self.0.w_bits,
+            a_bits: self.0.a_bits,
+            accumulator_bits: self.0.accumulator_bits,
+            rounding: self.0.rounding,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_check() {
+        let p = MlpParams::from_options(
+            NnTask::Classification,
+            [("hidden", "8,4"), ("activation", "tanh"), ("lr", "0.05"), ("accumulator_bits", "none")],
+        )
+        .unwrap();
+        assert_eq!(p.get().hidden, vec![8, 4]);
+        assert_eq!(p.get().activation, Activation::Tanh);
+        assert_eq!(p.get().accumulator_bits, None);
+        let err = MlpParams::from_options(NnTask::Regression, [("depth", "3")]).unwrap_err();
+        assert!(err.to_string().contains("unknown hyperparameter `depth`"), "{err}");
+        let err = MlpParams::from_options(NnTask::Regression, [("w_bits", "1")]).unwrap_err();
+        assert!(err.to_string().contains("w_bits"), "{err}");
+        let err = MlpParams::from_options(NnTask::Regression, [("hidden", "4,x")]).unwrap_err();
+        assert!(err.to_string().contains("comma-separated"), "{err}");
+    }
+}
