@@ -8,6 +8,8 @@
 
 pub mod error;
 pub mod network;
+pub mod onnx;
 
 pub use error::{NnError, Result};
 pub use network::{Activation, Layer, Network};
+pub use onnx::{ImportedOnnx, OutputActivation, import_onnx, import_onnx_bytes};
