@@ -18,7 +18,8 @@ Models:
   -> Gemm(alpha, beta) -> LeakyRelu -> Gemm(transB=1) -> Sigmoid -> Dropout
   -> MatMul + Add -> Div by a constant -> Identity -> 3 outputs.
 - `cnn.onnx`: 1x8x8 image -> Conv 3x3 pad 1 -> BatchNormalization -> Relu
-  -> AveragePool 2x2 -> Flatten -> Gemm -> Softmax -> 10 outputs.
+  -> AveragePool 2x2 -> Flatten -> Gemm(transB=1, explicit alpha = beta = 1) -> Softmax
+  -> 10 outputs.
 - `maxpool.onnx` (invalid: MaxPool), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
@@ -166,7 +167,8 @@ def cnn(name="cnn", group=1):
         helper.make_node("Relu", ["n1"], ["a1"], name="relu1"),
         helper.make_node("AveragePool", ["a1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["p1"], ["f1"], name="flatten1", axis=1),
-        helper.make_node("Gemm", ["f1", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
+        # Explicit alpha = beta = 1 with transB = 1: onnx-ir turns this Gemm into its `Linear`.
+        helper.make_node("Gemm", ["f1", "fc_w", "fc_b"], ["logits"], name="fc", alpha=1.0, beta=1.0, transB=1),
         helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=-1),
     ]
     m = model(

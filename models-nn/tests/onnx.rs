@@ -164,3 +164,62 @@ fn onnx_corrupt_truncated_and_missing_files_are_errors() {
         other => panic!("missing file: expected NnError::Onnx, got {other:?}"),
     }
 }
+
+/// A fixture's protobuf, edited by `edit`, then imported from memory.
+fn import_edited(name: &str, edit: impl FnOnce(&mut onnx_ir::GraphProto)) -> Result<(), NnError> {
+    use onnx_ir::Message;
+    let mut model = onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(fixture(name)).unwrap()).unwrap();
+    edit(model.graph.as_mut().unwrap());
+    import_onnx_bytes(&model.write_to_bytes().unwrap(), name).map(|_| ())
+}
+
+#[test]
+fn onnx_gemm_trans_a_is_unsupported_with_the_reason() {
+    let err = import_edited("mlp.onnx", |g| {
+        let fc2 = g.node.iter_mut().find(|n| n.name == "fc2").unwrap();
+        let mut trans_a = fc2.attribute.iter().find(|a| a.name == "transB").unwrap().clone();
+        trans_a.name = "transA".into();
+        fc2.attribute.push(trans_a);
+    })
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, NnError::UnsupportedOp { ref op, ref node, .. } if op == "Gemm" && node == "fc2"), "{err:?}");
+    assert!(message.contains("transA"), "{message}");
+}
+
+#[test]
+fn onnx_softmax_must_be_the_last_operator() {
+    let err = import_edited("cnn.onnx", |g| {
+        let mut relu = g.node.iter().find(|n| n.op_type == "Relu").unwrap().clone();
+        relu.name = "after_softmax".into();
+        relu.input = vec!["probs".into()];
+        relu.output = vec!["probs_relu".into()];
+        g.node.push(relu);
+        g.output[0].name = "probs_relu".into();
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, NnError::UnsupportedOp { ref op, ref node, .. } if op == "Softmax" && node == "softmax"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after_softmax"), "{err}");
+}
+
+#[test]
+fn onnx_unknown_domain_and_unnamed_nodes_are_named_in_errors() {
+    let err = import_edited("mlp.onnx", |g| {
+        let relu = g.node.iter_mut().find(|n| n.name == "relu1").unwrap();
+        relu.name = String::new();
+        relu.op_type = "FancyAct".into();
+        relu.domain = "com.example".into();
+    })
+    .unwrap_err();
+    match err {
+        NnError::UnsupportedOp { op, node, detail } => {
+            assert_eq!(op, "FancyAct");
+            assert!(node.contains("FancyAct") && node.starts_with('#'), "{node}");
+            assert!(detail.contains("com.example"), "{detail}");
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
