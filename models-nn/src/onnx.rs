@@ -448,7 +448,9 @@ fn convert_node(
             if x != 0 {
                 return Err(unsupported("the computed tensor must be X".into()));
             }
-            let channels = st.shape[0];
+            let Some(&channels) = st.shape.first() else {
+                return Err(unsupported("needs a channel axis".into()));
+            };
             let mut params = Vec::with_capacity(4);
             for (i, what) in [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")] {
                 let (_, v) = need_constant(i, what)?;
@@ -644,6 +646,9 @@ fn reshape_target(target: &[i64], shape: &[usize], batch: Option<usize>) -> std:
     let Some((&first, rest)) = target.split_first() else {
         return Err("an empty target shape drops the batch axis".into());
     };
+    if rest.is_empty() {
+        return Err(format!("target shape {target:?} leaves no axis per sample"));
+    }
     let mut out = Vec::with_capacity(rest.len());
     let mut infer = None;
     for (i, &d) in rest.iter().enumerate() {
@@ -691,6 +696,7 @@ mod tests {
         assert!(reshape_target(&[-1, 9], &[2, 3, 3], None).is_err());
         assert!(reshape_target(&[0, -1, -1], &[4], None).is_err());
         assert!(reshape_target(&[], &[4], None).is_err());
+        assert!(reshape_target(&[-1], &[4], None).is_err());
     }
 
     #[test]
