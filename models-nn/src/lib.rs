@@ -10,6 +10,7 @@ pub mod error;
 pub mod lower;
 pub mod model;
 pub mod network;
+pub mod onnx;
 pub mod params;
 pub mod train;
 
@@ -17,4 +18,5 @@ pub use error::{NnError, Result};
 pub use lower::{InputQuantization, QuantSettings, calibrate_activations, lower};
 pub use model::{NnModel, Standardizer};
 pub use network::{Activation, Layer, Network};
+pub use onnx::{ImportedOnnx, OutputActivation, import_onnx, import_onnx_bytes};
 pub use params::{MlpParams, NnTask, ValidMlpParams};

@@ -1,0 +1,225 @@
+//! ONNX import against the fixtures made by `scripts/make_onnx_fixture.py`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use fheml_models_nn::onnx::{OutputActivation, import_onnx, import_onnx_bytes};
+use fheml_models_nn::{Activation, Layer, NnError};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
+}
+
+#[derive(serde::Deserialize)]
+struct Recorded {
+    input_shape: Vec<usize>,
+    output_activation: String,
+    inputs: Vec<Vec<f64>>,
+    outputs: Vec<Vec<f64>>,
+}
+
+fn recorded(name: &str) -> Recorded {
+    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap()).unwrap()
+}
+
+/// Relative error with a unit floor: the reference evaluator computes in f32, the network in f64.
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: output count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(1.0);
+        assert!(err <= 1e-5, "{what}[{i}]: got {g}, recorded {w} (error {err:e})");
+    }
+}
+
+fn check_fixture(name: &str) -> fheml_models_nn::ImportedOnnx {
+    let imported = import_onnx(&fixture(&format!("{name}.onnx"))).unwrap();
+    let rec = recorded(name);
+    assert_eq!(imported.network.input_shape(), rec.input_shape.as_slice());
+    let expected_activation =
+        if rec.output_activation == "softmax" { OutputActivation::Softmax } else { OutputActivation::None };
+    assert_eq!(imported.output_activation, expected_activation);
+    assert_eq!(imported.layer_nodes.len(), imported.network.layers().len());
+    assert!(!rec.inputs.is_empty());
+    for (k, (x, y)) in rec.inputs.iter().zip(&rec.outputs).enumerate() {
+        let got = imported.forward_row(x).unwrap();
+        assert_close(&got, y, &format!("{name} sample {k}"));
+    }
+    imported
+}
+
+#[test]
+fn onnx_mlp_fixture_imports_and_matches_recorded_outputs() {
+    let imported = check_fixture("mlp");
+    let net = &imported.network;
+    assert_eq!(net.n_outputs(), 3);
+    let layers = net.layers();
+    let dense = layers.iter().filter(|l| matches!(l, Layer::Dense { .. })).count();
+    assert_eq!(dense, 5, "{layers:#?}");
+    assert!(layers.contains(&Layer::Activation(Activation::Relu)));
+    assert!(layers.contains(&Layer::Activation(Activation::Tanh)));
+    assert!(layers.contains(&Layer::Activation(Activation::Sigmoid)));
+    assert!(
+        layers
+            .iter()
+            .any(|l| matches!(l, Layer::Activation(Activation::LeakyRelu { alpha }) if (alpha - 0.1).abs() < 1e-6))
+    );
+    assert!(layers.iter().any(|l| matches!(l, Layer::Reshape(s) if s == &[2, 2])));
+    // Sub, Mul, broadcast Mul, BatchNormalization and Div are affine layers.
+    assert_eq!(layers.iter().filter(|l| matches!(l, Layer::Affine { .. })).count(), 5);
+    // Layers keep the names of the ONNX nodes they come from.
+    for node in ["centre", "scale", "fc1", "fc2", "bn2", "fc3", "matmul5", "div5"] {
+        assert!(imported.layer_nodes.iter().any(|n| n == node), "{node} in {:?}", imported.layer_nodes);
+    }
+}
+
+#[test]
+fn onnx_cnn_fixture_imports_and_matches_recorded_outputs() {
+    let imported = check_fixture("cnn");
+    let net = &imported.network;
+    assert_eq!(net.input_shape(), &[1, 8, 8]);
+    assert_eq!(net.n_outputs(), 10);
+    let names: Vec<&str> = net.layers().iter().map(Layer::name).collect();
+    assert_eq!(names, ["conv2d", "affine", "activation", "avg_pool2d", "reshape", "dense"]);
+    assert_eq!(net.shape_after(0), &[4, 8, 8]);
+    assert_eq!(net.shape_after(3), &[4, 4, 4]);
+    match &net.layers()[1] {
+        Layer::Affine { scale, shift } => {
+            assert_eq!(scale.shape(), &[4, 1, 1]);
+            assert_eq!(shift.shape(), &[4, 1, 1]);
+        }
+        other => panic!("batch norm became {other:?}"),
+    }
+    assert_eq!(imported.layer_nodes, ["conv1", "bn1", "relu1", "pool1", "flatten1", "fc"]);
+    // The network itself returns logits: their softmax is the recorded output.
+    let rec = recorded("cnn");
+    let logits = net.forward_row(&rec.inputs[0]).unwrap();
+    assert_close(&OutputActivation::Softmax.apply(&logits), &rec.outputs[0], "softmax(logits)");
+}
+
+#[test]
+fn onnx_bytes_import_matches_file_import() {
+    let bytes = std::fs::read(fixture("mlp.onnx")).unwrap();
+    let from_bytes = import_onnx_bytes(&bytes, "mlp in memory").unwrap();
+    let from_file = import_onnx(&fixture("mlp.onnx")).unwrap();
+    assert_eq!(from_bytes.network, from_file.network);
+}
+
+fn unsupported(name: &str) -> (String, String, String, String) {
+    match import_onnx(&fixture(name)) {
+        Err(err @ NnError::UnsupportedOp { .. }) => {
+            let message = err.to_string();
+            let NnError::UnsupportedOp { op, node, detail } = err else { unreachable!() };
+            (op, node, detail, message)
+        }
+        Err(other) => panic!("{name}: expected UnsupportedOp, got {other:?}"),
+        Ok(_) => panic!("{name}: imported"),
+    }
+}
+
+#[test]
+fn onnx_unsupported_op_names_the_op_and_the_node() {
+    let (op, node, _, message) = unsupported("maxpool.onnx");
+    assert_eq!((op.as_str(), node.as_str()), ("MaxPool", "pool1"));
+    assert!(message.contains("MaxPool") && message.contains("pool1"), "{message}");
+}
+
+#[test]
+fn onnx_residual_add_is_unsupported() {
+    let (op, node, detail, message) = unsupported("residual.onnx");
+    assert_eq!((op.as_str(), node.as_str()), ("Add", "skip_add"));
+    assert!(detail.contains("2 computed inputs"), "{detail}");
+    assert!(message.contains("Add") && message.contains("skip_add"), "{message}");
+}
+
+#[test]
+fn onnx_grouped_conv_is_unsupported() {
+    let (op, node, detail, _) = unsupported("grouped_conv.onnx");
+    assert_eq!((op.as_str(), node.as_str()), ("Conv", "conv1"));
+    assert!(detail.contains("group = 2"), "{detail}");
+}
+
+#[test]
+fn onnx_corrupt_truncated_and_missing_files_are_errors() {
+    let bytes = std::fs::read(fixture("cnn.onnx")).unwrap();
+    for (what, data) in [
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("garbage", b"definitely not a protobuf \xff\xfe\x00\x01".to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        match import_onnx_bytes(&data, what) {
+            Err(NnError::Onnx { path, .. }) => assert_eq!(path, what),
+            other => panic!("{what}: expected NnError::Onnx, got {other:?}"),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("fheml-onnx-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
+    let result = import_onnx(&truncated);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(matches!(result, Err(NnError::Onnx { .. })), "{result:?}");
+    let missing = fixture("no_such_model.onnx");
+    match import_onnx(&missing) {
+        Err(err @ NnError::Onnx { .. }) => assert!(err.to_string().contains("no_such_model.onnx"), "{err}"),
+        other => panic!("missing file: expected NnError::Onnx, got {other:?}"),
+    }
+}
+
+/// A fixture's protobuf, edited by `edit`, then imported from memory.
+fn import_edited(name: &str, edit: impl FnOnce(&mut onnx_ir::GraphProto)) -> Result<(), NnError> {
+    use onnx_ir::Message;
+    let mut model = onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(fixture(name)).unwrap()).unwrap();
+    edit(model.graph.as_mut().unwrap());
+    import_onnx_bytes(&model.write_to_bytes().unwrap(), name).map(|_| ())
+}
+
+#[test]
+fn onnx_gemm_trans_a_is_unsupported_with_the_reason() {
+    let err = import_edited("mlp.onnx", |g| {
+        let fc2 = g.node.iter_mut().find(|n| n.name == "fc2").unwrap();
+        let mut trans_a = fc2.attribute.iter().find(|a| a.name == "transB").unwrap().clone();
+        trans_a.name = "transA".into();
+        fc2.attribute.push(trans_a);
+    })
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, NnError::UnsupportedOp { ref op, ref node, .. } if op == "Gemm" && node == "fc2"), "{err:?}");
+    assert!(message.contains("transA"), "{message}");
+}
+
+#[test]
+fn onnx_softmax_must_be_the_last_operator() {
+    let err = import_edited("cnn.onnx", |g| {
+        let mut relu = g.node.iter().find(|n| n.op_type == "Relu").unwrap().clone();
+        relu.name = "after_softmax".into();
+        relu.input = vec!["probs".into()];
+        relu.output = vec!["probs_relu".into()];
+        g.node.push(relu);
+        g.output[0].name = "probs_relu".into();
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, NnError::UnsupportedOp { ref op, ref node, .. } if op == "Softmax" && node == "softmax"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after_softmax"), "{err}");
+}
+
+#[test]
+fn onnx_unknown_domain_and_unnamed_nodes_are_named_in_errors() {
+    let err = import_edited("mlp.onnx", |g| {
+        let relu = g.node.iter_mut().find(|n| n.name == "relu1").unwrap();
+        relu.name = String::new();
+        relu.op_type = "FancyAct".into();
+        relu.domain = "com.example".into();
+    })
+    .unwrap_err();
+    match err {
+        NnError::UnsupportedOp { op, node, detail } => {
+            assert_eq!(op, "FancyAct");
+            assert!(node.contains("FancyAct") && node.starts_with('#'), "{node}");
+            assert!(detail.contains("com.example"), "{detail}");
+        }
+        other => panic!("expected UnsupportedOp, got {other:?}"),
+    }
+}
