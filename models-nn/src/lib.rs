@@ -6,6 +6,7 @@
 //! applied to the accumulator after rounding it to a few bits; the last layer is leveled
 //! and softmax/argmax run on the client.
 
+pub mod burn_import;
 pub mod error;
 pub mod lower;
 pub mod model;
@@ -15,7 +16,7 @@ pub mod params;
 pub mod train;
 
 pub use error::{NnError, Result};
-pub use lower::{InputQuantization, QuantSettings, calibrate_activations, lower};
+pub use lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
 pub use model::{NnModel, Standardizer};
 pub use network::{Activation, Layer, Network};
 pub use onnx::{ImportedOnnx, OutputActivation, import_onnx, import_onnx_bytes};

@@ -10,7 +10,8 @@
 //! activation and requantization all happen inside the bootstrap.
 //!
 //! Image tensors (`[C, H, W]` in the network) are laid out channels-last in the circuit so
-//! that per-channel tables and convolution weights apply along the last axis.
+//! that per-channel tables and convolution weights apply along the last axis; tensors of
+//! other ranks keep their row-major layout.
 
 use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,7 @@ impl InputQuantization {
         let q = UniformQuantizer::calibrate(&config, data.iter().copied())?;
         let n = data.ncols();
         Ok(Self {
-            quantizer: PerFeatureQuantizer::new(vec![q.clone(); n]),
+            quantizer: PerFeatureQuantizer::new(vec![q; n]),
             scale: vec![q.scale(); n],
             zero: vec![q.zero_point(); n],
         })
@@ -194,16 +195,6 @@ fn logical_order(logical: &[usize]) -> Vec<usize> {
             order
         }
         other => (0..other.iter().product()).collect(),
-    }
-}
-
-fn rank_check(logical: &[usize], layer: usize) -> Result<()> {
-    if matches!(logical.len(), 1 | 3) {
-        Ok(())
-    } else {
-        Err(NnError::InvalidNetwork(format!(
-            "layer {layer}: lowering handles vectors and [channels, height, width] images, not shape {logical:?}"
-        )))
     }
 }
 
@@ -362,10 +353,10 @@ impl Lowering<'_> {
         if !whole {
             const FINER: i64 = 64;
             x.node = self.b.mul_const(x.node, ArrayD::from_elem(IxDyn(&[1]), FINER))?;
-            for e in 0..offsets.len() {
-                x.scale[e] /= FINER as f64;
-                x.zero[e] *= FINER;
-                offsets[e] *= FINER as f64;
+            for ((scale, zero), offset) in x.scale.iter_mut().zip(&mut x.zero).zip(&mut offsets) {
+                *scale /= FINER as f64;
+                *zero *= FINER;
+                *offset *= FINER as f64;
             }
         }
         for (z, o) in x.zero.iter_mut().zip(&offsets) {
@@ -444,8 +435,7 @@ impl Lowering<'_> {
         })
     }
 
-    fn reshape(&mut self, x: QTensor, to: &[usize], layer: usize) -> Result<QTensor> {
-        rank_check(to, layer)?;
+    fn reshape(&mut self, x: QTensor, to: &[usize]) -> Result<QTensor> {
         if to == x.logical.as_slice() {
             return Ok(x);
         }
@@ -470,22 +460,37 @@ fn shape(e: ndarray::ShapeError) -> NnError {
     NnError::InvalidNetwork(e.to_string())
 }
 
+/// What the client does with the network's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputDecoding {
+    /// Network output to user units: `y·scale + offset` (e.g. an un-standardised target).
+    pub scale: f64,
+    /// See `scale`.
+    pub offset: f64,
+    /// Client-side post-processing (softmax for classifiers).
+    pub post: PostProcessing,
+    /// Class labels or regression.
+    pub task: Task,
+}
+
+impl OutputDecoding {
+    /// Outputs as they are, for a regression.
+    pub fn identity() -> Self {
+        Self { scale: 1.0, offset: 0.0, post: PostProcessing::Identity, task: Task::Regression }
+    }
+}
+
 /// Lowers `network` with its input quantization and activation ranges.
 ///
 /// `min_rounding[i][c]` (if present) is the least number of bits dropped from the
 /// accumulator of channel `c` of activation layer `i` (what quantization-aware training used).
-///
-/// `output_scale`/`output_offset` map the network's outputs to the user's units (e.g. an
-/// un-standardised regression target); `post` and `task` say what the client does with them.
 pub fn lower(
     network: &Network,
     input: &InputQuantization,
     activation_ranges: &[Option<(f64, f64)>],
     min_rounding: &[Vec<u32>],
     settings: &QuantSettings,
-    (output_scale, output_offset): (f64, f64),
-    post: PostProcessing,
-    task: Task,
+    decoding: OutputDecoding,
 ) -> Result<ModelCircuit> {
     if settings.w_bits < 2 || settings.w_bits > 16 || settings.a_bits < 1 || settings.a_bits > 16 {
         return Err(NnError::InvalidParameter {
@@ -500,12 +505,11 @@ pub fn lower(
     if input.quantizer.len() != n || input.scale.len() != n || input.zero.len() != n {
         return Err(NnError::FeatureCount { expected: n, got: input.quantizer.len() });
     }
-    rank_check(network.input_shape(), 0)?;
     let mut lowering = Lowering { b: CircuitBuilder::new(), settings, min_rounding };
     let ranges = input.quantizer.quantizers().iter().map(|q| Interval { lo: q.qmin(), hi: q.qmax() }).collect();
     let flat = lowering.b.input_with_ranges(&[n], ranges)?;
     let mut x = QTensor { node: flat, logical: vec![n], scale: input.scale.clone(), zero: input.zero.clone() };
-    x = lowering.reshape(x, network.input_shape(), 0)?;
+    x = lowering.reshape(x, network.input_shape())?;
     for (i, layer) in network.layers().iter().enumerate() {
         x = match layer {
             Layer::Dense { weight, bias } => lowering.dense(x, weight, bias)?,
@@ -514,11 +518,12 @@ pub fn lower(
             Layer::Affine { scale, shift } => lowering.affine(x, scale, shift, i)?,
             Layer::Activation(Activation::Identity) => x,
             Layer::Activation(f) => lowering.activation(x, *f, activation_ranges.get(i).copied().flatten(), i)?,
-            Layer::Reshape(to) => lowering.reshape(x, to, i)?,
+            Layer::Reshape(to) => lowering.reshape(x, to)?,
         };
     }
     lowering.b.output(x.node)?;
     let circuit = lowering.b.build()?;
+    let (output_scale, output_offset) = (decoding.scale, decoding.offset);
     let output = OutputSpec {
         scale: x.scale.iter().map(|s| s * output_scale).collect(),
         offset: x.scale.iter().zip(&x.zero).map(|(s, z)| -s * *z as f64 * output_scale + output_offset).collect(),
@@ -528,12 +533,13 @@ pub fn lower(
         circuit,
         inputs: vec![InputSpec { quantizer: input.quantizer.clone(), encoding: InputEncoding::Quantized }],
         outputs: vec![output],
-        post,
-        task,
+        post: decoding.post,
+        task: decoding.task,
     })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use ndarray::{Array1, Array4, array};
@@ -553,9 +559,7 @@ mod tests {
         let input = InputQuantization::for_network(network, 8, x.view()).unwrap();
         let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
         let ranges = calibrate_activations(network, &rows).unwrap();
-        let model =
-            lower(network, &input, &ranges, &[], &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression)
-                .unwrap();
+        let model = lower(network, &input, &ranges, &[], &settings, OutputDecoding::identity()).unwrap();
         let mut worst = 0f64;
         for row in &rows {
             let float = network.forward_row(row).unwrap();
@@ -630,9 +634,7 @@ mod tests {
         let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
         let ranges = calibrate_activations(&net, &rows).unwrap();
         let settings = QuantSettings::default();
-        let model =
-            lower(&net, &input, &ranges, &[], &settings, (1.0, 0.0), PostProcessing::Identity, Task::Regression)
-                .unwrap();
+        let model = lower(&net, &input, &ranges, &[], &settings, OutputDecoding::identity()).unwrap();
         let cost = model.circuit.cost();
         assert_eq!(cost.bootstraps, 16);
         assert!(cost.max_precision.0 <= 4, "{}", cost.max_precision);

@@ -7,7 +7,7 @@ use fheml_circuits::{Interval, ModelCircuit, PostProcessing, Task};
 use fheml_quant::{PerFeatureQuantizer, QuantizerConfig};
 
 use crate::error::{NnError, Result};
-use crate::lower::{InputQuantization, QuantSettings, calibrate_activations, lower};
+use crate::lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
 use crate::network::Network;
 use crate::params::{NnTask, ValidMlpParams};
 use crate::train::{IntegerInputs, Targets, TrainingSetup, train};
@@ -238,9 +238,12 @@ impl NnModel {
             &self.activation_ranges,
             &self.min_rounding,
             &self.settings,
-            self.output_affine,
-            self.post,
-            self.task.clone(),
+            OutputDecoding {
+                scale: self.output_affine.0,
+                offset: self.output_affine.1,
+                post: self.post,
+                task: self.task.clone(),
+            },
         )
     }
 
