@@ -83,7 +83,7 @@ impl Lut {
 }
 
 /// How a rounding before a table lookup is carried out under encryption.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum RoundingMode {
     /// The result is exactly `round(x / 2^lsbs)`; under TFHE the lookup then reads every
     /// bit of `x`, so it costs the precision of `x`.
