@@ -107,8 +107,9 @@ impl SharedReads {
         for (i, node) in circuit.nodes().iter().enumerate() {
             let Op::Lookup(x, _) = &node.op else { continue };
             let (source, rounding) = driver_read(circuit, &materialised, *x);
-            for e in 0..node.len() {
-                let key = ReadKey { root: roots[source.0][e], rounding, range: circuit.node(source).ranges[e] };
+            let ranges = &circuit.node(source).ranges;
+            for (e, (root, range)) in roots[source.0].iter().zip(ranges).enumerate().take(node.len()) {
+                let key = ReadKey { root: *root, rounding, range: *range };
                 let slot = *by_key.entry(key).or_insert_with(|| {
                     candidates.push(Vec::new());
                     candidates.len() - 1
@@ -216,6 +217,7 @@ pub fn table_of(circuit: &Circuit, site: ElementRef) -> Option<&Table> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::builder::CircuitBuilder;

@@ -50,11 +50,22 @@ pub struct FheConfig {
     p_error: f64,
     global_p_error: Option<f64>,
     candidates: Vec<ParameterSetId>,
+    #[serde(default = "yes")]
+    many_lut: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for FheConfig {
     fn default() -> Self {
-        Self { p_error: 2f64.powi(-40), global_p_error: None, candidates: ParameterSetId::all().to_vec() }
+        Self {
+            p_error: 2f64.powi(-40),
+            global_p_error: None,
+            candidates: ParameterSetId::all().to_vec(),
+            many_lut: true,
+        }
     }
 }
 
@@ -78,6 +89,11 @@ impl FheConfig {
     pub fn global_p_error(&self) -> Option<f64> {
         self.global_p_error
     }
+
+    /// Whether lookups of one value may share a bootstrap (many-LUT).
+    pub fn many_lut(&self) -> bool {
+        self.many_lut
+    }
 }
 
 impl FheConfigParams {
@@ -96,6 +112,13 @@ impl FheConfigParams {
     /// Restricts the parameter sets considered (e.g. to force 2^-128 sets).
     pub fn candidates(mut self, ids: &[ParameterSetId]) -> Self {
         self.0.candidates = ids.to_vec();
+        self
+    }
+
+    /// Allows (the default) or forbids many-LUT: lookups reading the same value through the
+    /// same rounding sharing one bootstrap where the noise budget allows.
+    pub fn many_lut(mut self, allow: bool) -> Self {
+        self.0.many_lut = allow;
         self
     }
 
@@ -521,7 +544,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     let cost = circuit.cost();
     let sites = cost.lookups.len();
     let materialised = materialised_rounds(circuit);
-    let all_shared = SharedReads::find(circuit);
+    let all_shared = if config.many_lut { SharedReads::find(circuit) } else { SharedReads::none() };
     let needs_bootstrap = sites > 0;
     let mut candidates: Vec<_> = config.candidates.iter().map(|id| id.set()).collect();
     // Without lookups only encryption matters: the smallest ciphertexts win.

@@ -1,6 +1,7 @@
 //! Many-LUT: several tables on the same input share one bootstrap, and Execute still equals
 //! Clear on every input value.
 
+use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{Circuit, CircuitBuilder, Interval, Lut, RoundingMode, Table};
 use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterSetId};
 use ndarray::array;
@@ -105,4 +106,34 @@ fn fusion_is_declined_where_the_finer_read_misses_p_error() {
     let any = CompiledCircuit::compile(circuit, &FheConfig::default()).unwrap();
     // At 2^-40, two bootstraps on the 2+2-bit set still beat one on the 3+3-bit set.
     assert_eq!((any.report().bootstraps, any.report().shared_bootstraps), (2, 0), "{}", any.report());
+}
+
+#[test]
+fn many_lut_can_be_turned_off() {
+    let off = FheConfig::params().many_lut(false).check().unwrap();
+    let compiled = CompiledCircuit::compile(relu_sign_square(2), &off).unwrap();
+    assert_eq!((compiled.report().bootstraps, compiled.report().shared_bootstraps), (6, 0));
+    assert!(compiled.plan().shared.is_empty());
+}
+
+#[test]
+fn random_circuits_with_fused_reads_execute_exactly() {
+    // The first random circuits whose plan fuses some shared read (the proptest in
+    // `execute.rs` draws them at random; these are fixed).
+    let config = RandomCircuitConfig { max_ops: 5, max_weight: 2, max_lookup_bits: 4, lookups: true };
+    let fused: Vec<_> = (0..400u64)
+        .filter_map(|seed| {
+            let (circuit, sample) = random_circuit(seed, config);
+            let compiled = CompiledCircuit::compile(circuit, &FheConfig::default()).ok()?;
+            (!compiled.plan().shared.is_empty()).then_some((seed, compiled, sample))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(fused.len(), 2, "random circuits should fuse some shared reads");
+    for (seed, compiled, sample) in fused {
+        let batch: Vec<_> = (0..2).map(|i| sample(seed ^ i)).collect();
+        let expected = compiled.circuit().evaluate_clear_batch(&batch).unwrap();
+        assert_eq!(execute(&compiled, &batch), expected, "seed {seed}");
+        assert_eq!(compiled.simulate(&batch, seed).unwrap(), expected, "seed {seed}");
+    }
 }
