@@ -116,11 +116,23 @@ pub fn propagate_variance(circuit: &Circuit, source: impl Fn(NodeId, usize) -> f
 }
 
 /// For a lookup node: the node its bootstraps read, and the rounding fused in between.
+///
+/// A rounding is fused only where the evaluation driver fuses it (see
+/// [`crate::materialised_rounds`]): one that is an output or feeds something other than a
+/// lookup is a bootstrap of its own, and the lookups then read its value.
 pub fn lookup_source(circuit: &Circuit, lookup_input: NodeId) -> (NodeId, Option<FusedRounding>) {
     match &circuit.node(lookup_input).op {
-        Op::Round { input, lsbs, mode } => (*input, Some(FusedRounding { lsbs: *lsbs, mode: *mode })),
+        Op::Round { input, lsbs, mode } if !round_is_materialised(circuit, lookup_input) => {
+            (*input, Some(FusedRounding { lsbs: *lsbs, mode: *mode }))
+        }
         _ => (lookup_input, None),
     }
+}
+
+/// Whether the rounding node `id` is materialised (an output, or read by a non-lookup).
+fn round_is_materialised(circuit: &Circuit, id: NodeId) -> bool {
+    circuit.outputs().contains(&id)
+        || circuit.nodes()[id.0 + 1..].iter().any(|n| !matches!(n.op, Op::Lookup(..)) && n.op.operands().contains(&id))
 }
 
 /// The precision a bootstrap needs to read `range` through `rounding`.
