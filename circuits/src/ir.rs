@@ -120,7 +120,9 @@ pub enum Op {
         /// The axis removed.
         axis: usize,
     },
-    /// Element-wise table lookup: one programmable bootstrap per element.
+    /// Element-wise table lookup: one programmable bootstrap per element, except that
+    /// lookups reading the same value through the same rounding may share one (many-LUT,
+    /// see [`crate::SharedReads`]).
     Lookup(NodeId, Lut),
     /// `round(x / 2^lsbs)` (half up), dropping `lsbs` low bits before a lookup.
     Round {
