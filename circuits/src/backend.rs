@@ -5,15 +5,24 @@
 //! [`Backend::lookup`] (a programmable bootstrap under TFHE). Structural nodes (gather,
 //! reshape, concat) only move values and never reach the backend. A rounding that feeds
 //! lookups only is fused into them: the lookup reads the unrounded value.
+//!
+//! Lookups that read the same ciphertext through the same rounding may share one bootstrap
+//! (many-LUT, see [`SharedReads`]): a backend that wants this returns the groups from
+//! [`Backend::shared_reads`]; the driver then calls [`Backend::many_lookup`] once per group,
+//! when it reaches the group's first member, and keeps the other results until their nodes
+//! are evaluated. Backends that do not fuse (clear evaluation) see one `lookup` per element.
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
+use std::collections::HashMap;
+
 use crate::error::CircuitError;
 use crate::ir::{Circuit, NodeId, Op, RoundingMode, Table};
+use crate::shared::{SharedReads, driver_read, table_of};
 
 /// Names one element of one node: the element a backend call produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ElementRef {
     /// The node.
     pub node: NodeId,
@@ -22,7 +31,7 @@ pub struct ElementRef {
 }
 
 /// A rounding fused into a lookup: the lookup's table is indexed by `round(x / 2^lsbs)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FusedRounding {
     /// Low bits dropped.
     pub lsbs: u32,
@@ -49,6 +58,26 @@ pub trait Backend: Sync {
         rounding: Option<FusedRounding>,
         out: ElementRef,
     ) -> Result<Self::Value, Self::Error>;
+
+    /// The lookups this backend evaluates together, one bootstrap per group (`None`: every
+    /// lookup element on its own). The groups must come from [`SharedReads::find`] on the
+    /// circuit being evaluated (possibly thinned out or split).
+    fn shared_reads(&self) -> Option<&SharedReads> {
+        None
+    }
+
+    /// The lookups of one shared-read group: `tables[j]` applied to `x` through `rounding`,
+    /// producing `outs[j]`. The default evaluates them one by one; a backend that fuses
+    /// overrides it with one bootstrap.
+    fn many_lookup(
+        &self,
+        x: &Self::Value,
+        tables: &[&Table],
+        rounding: Option<FusedRounding>,
+        outs: &[ElementRef],
+    ) -> Result<Vec<Self::Value>, Self::Error> {
+        tables.iter().zip(outs).map(|(table, out)| self.lookup(x, table, rounding, *out)).collect()
+    }
 
     /// A rounding whose result is used by something other than a lookup.
     fn round(&self, x: &Self::Value, rounding: FusedRounding, out: ElementRef) -> Result<Self::Value, Self::Error>;
@@ -85,11 +114,11 @@ pub fn materialised_rounds(circuit: &Circuit) -> Vec<bool> {
         .collect()
 }
 
-fn map_elements<B: Backend>(
+fn map_elements<B: Backend, T: Send>(
     backend: &B,
     len: usize,
-    f: impl Fn(usize) -> Result<B::Value, B::Error> + Sync + Send,
-) -> Result<Vec<B::Value>, B::Error> {
+    f: impl Fn(usize) -> Result<T, B::Error> + Sync + Send,
+) -> Result<Vec<T>, B::Error> {
     if backend.parallel_elements() { (0..len).into_par_iter().map(f).collect() } else { (0..len).map(f).collect() }
 }
 
@@ -162,6 +191,9 @@ pub(crate) fn evaluate_nodes<B: Backend>(
     }
     let mut inputs: Vec<Option<Tensor<B::Value>>> = inputs.into_iter().map(Some).collect();
     let mut values: Vec<Option<Tensor<B::Value>>> = vec![None; circuit.nodes().len()];
+    let shared = if keep_all { None } else { backend.shared_reads().filter(|s| !s.is_empty()) };
+    // Results of shared-read groups computed at their leader, waiting for their own node.
+    let mut pending: HashMap<ElementRef, B::Value> = HashMap::new();
 
     for (i, node) in circuit.nodes().iter().enumerate() {
         let id = NodeId(i);
@@ -227,17 +259,59 @@ pub(crate) fn evaluate_nodes<B: Backend>(
                 })?)?)
             }
             Op::Lookup(x, lut) => {
-                let (source, rounding) = match &circuit.node(*x).op {
-                    Op::Round { input, lsbs, mode } if !materialise[x.0] => {
-                        (*input, Some(FusedRounding { lsbs: *lsbs, mode: *mode }))
-                    }
-                    _ => (*x, None),
-                };
+                let (source, rounding) = driver_read(circuit, &materialise, *x);
                 let xs: Vec<&B::Value> = get(&source)?.iter().collect();
                 let channels = node.shape.last().copied().unwrap_or(1);
-                Some(flat(map_elements(backend, node.len(), |e| {
-                    backend.lookup(xs[e], lut.table_for(e, channels), rounding, out(e))
-                })?)?)
+                match shared {
+                    None => Some(flat(map_elements(backend, node.len(), |e| {
+                        backend.lookup(xs[e], lut.table_for(e, channels), rounding, out(e))
+                    })?)?),
+                    Some(shared) => {
+                        let computed = map_elements(backend, node.len(), |e| {
+                            let Some(g) = shared.group_of(out(e)) else {
+                                return backend
+                                    .lookup(xs[e], lut.table_for(e, channels), rounding, out(e))
+                                    .map(|v| vec![v]);
+                            };
+                            let members = &shared.groups()[g];
+                            if members[0] != out(e) {
+                                return Ok(vec![]); // computed with its leader
+                            }
+                            let tables = members
+                                .iter()
+                                .map(|m| table_of(circuit, *m))
+                                .collect::<Option<Vec<&Table>>>()
+                                .ok_or(CircuitError::SharedRead { node: id })?;
+                            backend.many_lookup(xs[e], &tables, rounding, members)
+                        })?;
+                        let mut slots: Vec<Option<B::Value>> = vec![None; node.len()];
+                        for (e, results) in computed.into_iter().enumerate() {
+                            match shared.group_of(out(e)) {
+                                None => slots[e] = results.into_iter().next(),
+                                Some(g) => {
+                                    let members = &shared.groups()[g];
+                                    if results.len() > members.len() {
+                                        return Err(CircuitError::SharedRead { node: id }.into());
+                                    }
+                                    for (m, v) in members.iter().zip(results) {
+                                        if m.node == id {
+                                            slots[m.index] = Some(v);
+                                        } else {
+                                            pending.insert(*m, v);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let values: Vec<B::Value> = slots
+                            .into_iter()
+                            .enumerate()
+                            .map(|(e, v)| v.or_else(|| pending.remove(&out(e))))
+                            .collect::<Option<_>>()
+                            .ok_or(CircuitError::SharedRead { node: id })?;
+                        Some(flat(values)?)
+                    }
+                }
             }
             Op::Round { input, lsbs, mode } => {
                 if materialise[i] {

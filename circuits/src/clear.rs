@@ -9,6 +9,7 @@ use crate::backend::{Backend, ElementRef, FusedRounding, evaluate, evaluate_batc
 use crate::builder::round_shift;
 use crate::error::{CircuitError, Result};
 use crate::ir::{Circuit, Table};
+use crate::shared::SharedReads;
 
 /// Exact integer evaluation.
 #[derive(Debug, Default, Clone, Copy)]
@@ -96,13 +97,22 @@ pub fn evaluate_all_nodes(circuit: &Circuit, inputs: &[Vec<i64>]) -> Result<Vec<
 }
 
 /// Counts what an evaluation costs: bootstraps and leveled multiply-adds.
+///
+/// By default every lookup element is one bootstrap; [`CountingBackend::sharing`] counts one
+/// bootstrap per shared-read group instead (many-LUT).
 #[derive(Debug, Default)]
 pub struct CountingBackend {
     bootstraps: AtomicUsize,
     leveled_terms: AtomicUsize,
+    shared: Option<SharedReads>,
 }
 
 impl CountingBackend {
+    /// A counter that evaluates each group of `shared` with one bootstrap.
+    pub fn sharing(shared: SharedReads) -> Self {
+        Self { shared: Some(shared), ..Self::default() }
+    }
+
     /// Bootstraps counted so far.
     pub fn bootstraps(&self) -> usize {
         self.bootstraps.load(Ordering::Relaxed)
@@ -133,6 +143,21 @@ impl Backend for CountingBackend {
     fn lookup(&self, _x: &(), _t: &Table, _r: Option<FusedRounding>, _out: ElementRef) -> Result<()> {
         self.bootstraps.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn shared_reads(&self) -> Option<&SharedReads> {
+        self.shared.as_ref()
+    }
+
+    fn many_lookup(
+        &self,
+        _x: &(),
+        tables: &[&Table],
+        _r: Option<FusedRounding>,
+        _outs: &[ElementRef],
+    ) -> Result<Vec<()>> {
+        self.bootstraps.fetch_add(1, Ordering::Relaxed);
+        Ok(vec![(); tables.len()])
     }
 
     fn round(&self, _x: &(), _r: FusedRounding, _out: ElementRef) -> Result<()> {

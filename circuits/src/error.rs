@@ -92,6 +92,13 @@ pub enum CircuitError {
         /// What did not match.
         detail: String,
     },
+    /// The shared-read groups a backend evaluates do not fit the circuit (they were found
+    /// on another circuit).
+    #[error("node {node}: the shared-read (many-LUT) groups do not match this circuit")]
+    SharedRead {
+        /// The lookup node being evaluated.
+        node: NodeId,
+    },
     /// A table lookup received a value outside its table.
     #[error("node {node}: lookup index {value} is outside the table domain [{lo}, {hi}]")]
     LookupOutOfDomain {

@@ -83,7 +83,7 @@ impl Lut {
 }
 
 /// How a rounding before a table lookup is carried out under encryption.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum RoundingMode {
     /// The result is exactly `round(x / 2^lsbs)`; under TFHE the lookup then reads every
     /// bit of `x`, so it costs the precision of `x`.
@@ -120,7 +120,9 @@ pub enum Op {
         /// The axis removed.
         axis: usize,
     },
-    /// Element-wise table lookup: one programmable bootstrap per element.
+    /// Element-wise table lookup: one programmable bootstrap per element, except that
+    /// lookups reading the same value through the same rounding may share one (many-LUT,
+    /// see [`crate::SharedReads`]).
     Lookup(NodeId, Lut),
     /// `round(x / 2^lsbs)` (half up), dropping `lsbs` low bits before a lookup.
     Round {

@@ -35,6 +35,7 @@ mod error;
 mod ir;
 mod model;
 mod range;
+mod shared;
 pub mod testing;
 
 pub use backend::{Backend, Batch, ElementRef, FusedRounding, Tensor, evaluate, evaluate_batch, materialised_rounds};
@@ -45,3 +46,4 @@ pub use error::{CircuitError, Result};
 pub use ir::{Circuit, Lut, Node, NodeId, Op, RoundingMode, Table};
 pub use model::{InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task};
 pub use range::{BitWidth, Interval, observed_ranges};
+pub use shared::{SharedReads, table_of};

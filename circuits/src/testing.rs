@@ -64,7 +64,7 @@ pub fn random_circuit(seed: u64, config: RandomCircuitConfig) -> (Circuit, impl 
     let mut shape = vec![n];
     let mut extra_output: Option<NodeId> = None;
     for _ in 0..rng.range(1, config.max_ops as i64) {
-        let op = rng.range(0, 6);
+        let op = rng.range(0, 7);
         let cur_range = b_range(&b, cur);
         let next = match op {
             0 => {
@@ -89,6 +89,35 @@ pub fn random_circuit(seed: u64, config: RandomCircuitConfig) -> (Circuit, impl 
                 match shifted {
                     Ok(s) if rng.range(0, 1) == 0 => b.add(cur, s),
                     Ok(s) => b.sub(cur, s),
+                    Err(e) => Err(e),
+                }
+            }
+            7 if config.lookups && cur_range.span_bits().0 <= config.max_lookup_bits => {
+                // Two or three lookups of the same value (a shared read: one many-LUT
+                // bootstrap per element), joined by a sum or a concatenation.
+                let width = cur_range.span_bits().0;
+                let channels = shape[shape.len() - 1];
+                let mut table = || Table {
+                    input_min: cur_range.lo,
+                    values: (0..1i64 << width).map(|_| rng.range(-7, 7)).collect(),
+                };
+                let luts: Vec<Lut> = vec![
+                    Lut::Single(table()),
+                    Lut::PerChannel((0..channels).map(|_| table()).collect()),
+                    Lut::Single(table()),
+                ];
+                let count = rng.range(2, 3) as usize;
+                let sum = rng.range(0, 1) == 0;
+                let looked_up: Result<Vec<NodeId>, _> =
+                    luts.into_iter().take(count).map(|l| b.lookup(cur, l)).collect();
+                match looked_up {
+                    Ok(ids) if sum => ids.iter().skip(1).try_fold(ids[0], |acc, id| b.add(acc, *id)),
+                    Ok(ids) => {
+                        if let Some(last) = shape.last_mut() {
+                            *last *= ids.len();
+                        }
+                        b.concat(&ids, shape.len() - 1)
+                    }
                     Err(e) => Err(e),
                 }
             }

@@ -1,6 +1,7 @@
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 //! Runtime micro-benchmarks: one bootstrap per precision, the leveled dot product, key
-//! generation, and a circuit of a few hundred lookups against `lookups × bootstrap / threads`.
+//! generation, a circuit of a few hundred lookups against `lookups × bootstrap / threads`,
+//! and many-LUT (1, 2, 4 tables on one input in one bootstrap).
 //!
 //! Precisions 7 and 8 need the large parameter sets (minutes of key generation); set
 //! `FHEML_BENCH_WIDE=1` to include them.
@@ -85,5 +86,39 @@ fn many_lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, leveled_dot_product, bootstraps, keygen, many_lookups);
+/// `k` different tables on one 2-bit input: one many-LUT bootstrap whatever `k` (on the
+/// 2+2-bit 2^-40 set for all, so that the times compare), and `k = 4` without many-LUT.
+fn many_lut(c: &mut Criterion) {
+    let tables = |k: usize| -> Vec<Table> {
+        (0..k as i64).map(|j| Table::from_fn(0, 2, move |v| (v * (j + 1) + j) % 4)).collect()
+    };
+    let compile = |k: usize, fuse: bool| {
+        let mut b = CircuitBuilder::new();
+        let x = b.input(&[1], Interval::new(0, 3).expect("range"));
+        for t in tables(k) {
+            let y = b.lookup(x, Lut::Single(t)).expect("lookup");
+            b.output(y).expect("output");
+        }
+        let config = FheConfig::params()
+            .candidates(&[fheml_fhe_runtime::ParameterSetId::M2C2P40])
+            .many_lut(fuse)
+            .check()
+            .expect("config");
+        CompiledCircuit::compile(b.build().expect("circuit"), &config).expect("compile")
+    };
+    let mut group = c.benchmark_group("many_lut_2bit");
+    group.sample_size(10);
+    for (k, fuse) in [(1, true), (2, true), (4, true), (4, false)] {
+        let compiled = compile(k, fuse);
+        assert_eq!(compiled.report().bootstraps, if fuse { 1 } else { k });
+        let client = compiled.client_spec();
+        let (ck, ek) = client.keygen();
+        let query = client.encrypt(&ck, &[vec![vec![2]]]).expect("encrypt");
+        let name = format!("{}{k}_tables/{}", if fuse { "" } else { "unfused_" }, compiled.report().parameter_set);
+        group.bench_function(name, |b| b.iter(|| compiled.run(&ek, black_box(&query)).expect("run")));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, leveled_dot_product, bootstraps, keygen, many_lookups, many_lut);
 criterion_main!(benches);

@@ -174,6 +174,7 @@ impl CompiledCircuit {
             server_key: key.key.as_ref(),
             params,
             lwe_size,
+            shared: &self.plan.shared,
         };
         let spec = self.client_spec();
         let packed = self.unpack_check(&spec, inputs)?;

@@ -61,6 +61,7 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
         server_key: None,
         params: set.params,
         lwe_size: LweSize(set.big_lwe_dimension() + 1),
+        shared: &compiled.plan().shared,
     };
     let out = fheml_circuits::ElementRef { node: fheml_circuits::NodeId(0), index: 0 };
     let same = compiled.plan().deltas[0][0];

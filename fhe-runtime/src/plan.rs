@@ -14,13 +14,30 @@
 //! its input exceeds half a box of what it reads; an output fails when the noise exceeds
 //! half a unit. The cheapest vetted parameter set that keeps every such probability under
 //! `p_error` (and their sum under `global_p_error`) is chosen.
+//!
+//! # Many-LUT
+//!
+//! Lookups that read the same ciphertext through the same rounding ([`SharedReads`]) can
+//! share one bootstrap: the accumulator holds their `k` tables side by side, and each result
+//! is extracted at its own offset of the rotated accumulator (tfhe-rs's many-LUT). For the
+//! rotation to stay inside the first table's slice, the message must occupy only `1/2^s` of
+//! the padded torus, `s = ceil(log2 k)` ([`ReadSpec::slot_bits`]): the sink's scale is
+//! `Δ = 2^(63 - width - s)`, boxes are `2^s` times narrower on the polynomial, and the
+//! keyswitch and modulus-switch noise weigh `4^s` times more in message units (as does the
+//! source's own noise, whose `Δ` shrinks with its sink's). The planner therefore decides per
+//! group and per parameter set: it starts with every group fused (split into chunks the
+//! polynomial can hold), re-runs the noise analysis, un-fuses the groups whose finer read
+//! misses `p_error` (or all groups, if something else fails), and keeps the parameter set
+//! with the smallest `bootstraps × cost`. A fused group costs one keyswitch and one blind
+//! rotation, the same as a single lookup on that set. The `k` outputs of one rotation are
+//! treated as independent noise sources, as tfhe-rs does.
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use fheml_circuits::{
-    BitWidth, Circuit, FusedRounding, Interval, NodeId, Op, RoundingMode, lookup_source, materialised_rounds,
-    propagate_variance,
+    BitWidth, Circuit, ElementRef, FusedRounding, Interval, NodeId, Op, RoundingMode, SharedReads, lookup_source,
+    materialised_rounds, propagate_variance,
 };
 
 use crate::error::{FheError, Result};
@@ -33,11 +50,22 @@ pub struct FheConfig {
     p_error: f64,
     global_p_error: Option<f64>,
     candidates: Vec<ParameterSetId>,
+    #[serde(default = "yes")]
+    many_lut: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for FheConfig {
     fn default() -> Self {
-        Self { p_error: 2f64.powi(-40), global_p_error: None, candidates: ParameterSetId::all().to_vec() }
+        Self {
+            p_error: 2f64.powi(-40),
+            global_p_error: None,
+            candidates: ParameterSetId::all().to_vec(),
+            many_lut: true,
+        }
     }
 }
 
@@ -61,6 +89,11 @@ impl FheConfig {
     pub fn global_p_error(&self) -> Option<f64> {
         self.global_p_error
     }
+
+    /// Whether lookups of one value may share a bootstrap (many-LUT).
+    pub fn many_lut(&self) -> bool {
+        self.many_lut
+    }
 }
 
 impl FheConfigParams {
@@ -79,6 +112,13 @@ impl FheConfigParams {
     /// Restricts the parameter sets considered (e.g. to force 2^-128 sets).
     pub fn candidates(mut self, ids: &[ParameterSetId]) -> Self {
         self.0.candidates = ids.to_vec();
+        self
+    }
+
+    /// Allows (the default) or forbids many-LUT: lookups reading the same value through the
+    /// same rounding sharing one bootstrap where the noise budget allows.
+    pub fn many_lut(mut self, allow: bool) -> Self {
+        self.0.many_lut = allow;
         self
     }
 
@@ -113,6 +153,11 @@ pub struct ReadSpec {
     pub read_bits: u32,
     /// Rounding dropped by the read (approximate) or applied in the table (exact).
     pub rounding: Option<FusedRounding>,
+    /// Extra bits resolved by a many-LUT bootstrap to keep `2^slot_bits` tables apart
+    /// (0 for a lone lookup): the message then fills only the first `1/2^slot_bits` of the
+    /// padded torus.
+    #[serde(default)]
+    pub slot_bits: u32,
 }
 
 fn unsigned_bits(v: i128) -> u32 {
@@ -129,11 +174,11 @@ impl ReadSpec {
                 // Boxes are centred on multiples of 2^lsbs; the last one must fit entirely.
                 let top_box = (range.hi as i128 - offset + unit / 2) / unit;
                 let read_bits = unsigned_bits(top_box);
-                Self { offset: offset as i64, width: read_bits + r.lsbs, read_bits, rounding }
+                Self { offset: offset as i64, width: read_bits + r.lsbs, read_bits, rounding, slot_bits: 0 }
             }
             _ => {
                 let width = range.span_bits().0;
-                Self { offset: range.lo, width, read_bits: width, rounding }
+                Self { offset: range.lo, width, read_bits: width, rounding, slot_bits: 0 }
             }
         }
     }
@@ -149,7 +194,12 @@ impl ReadSpec {
 
     /// `log2` of the sink's scale.
     pub fn delta_log(&self) -> u32 {
-        63 - self.width
+        63 - self.width - self.slot_bits
+    }
+
+    /// Bits the blind rotation resolves: the table's boxes and the many-LUT slots.
+    pub fn resolved_bits(&self) -> u32 {
+        self.read_bits + self.slot_bits
     }
 }
 
@@ -167,8 +217,19 @@ pub fn read_spec_of(circuit: &Circuit, node: NodeId, e: usize) -> Option<ReadSpe
     }
 }
 
+/// The read spec of a bootstrap element when the groups of `shared` are fused: a member of
+/// a group of `k` resolves `ceil(log2 k)` more bits.
+pub fn read_spec_in(circuit: &Circuit, shared: &SharedReads, node: NodeId, e: usize) -> Option<ReadSpec> {
+    read_spec_of(circuit, node, e)
+        .map(|spec| ReadSpec { slot_bits: shared.slot_bits_of(ElementRef { node, index: e }), ..spec })
+}
+
 /// The node and read spec behind each element a bootstrap reads.
-fn bootstrap_inputs(circuit: &Circuit, materialised: &[bool]) -> Vec<(NodeId, usize, NodeId, ReadSpec)> {
+fn bootstrap_inputs(
+    circuit: &Circuit,
+    materialised: &[bool],
+    shared: &SharedReads,
+) -> Vec<(NodeId, usize, NodeId, ReadSpec)> {
     let mut sites = Vec::new();
     for (i, node) in circuit.nodes().iter().enumerate() {
         let source = match &node.op {
@@ -177,7 +238,7 @@ fn bootstrap_inputs(circuit: &Circuit, materialised: &[bool]) -> Vec<(NodeId, us
             _ => continue,
         };
         for e in 0..node.len() {
-            if let Some(spec) = read_spec_of(circuit, NodeId(i), e) {
+            if let Some(spec) = read_spec_in(circuit, shared, NodeId(i), e) {
                 sites.push((NodeId(i), e, source, spec));
             }
         }
@@ -216,8 +277,8 @@ fn concat_sources(circuit: &Circuit, parts: &[NodeId], axis: usize) -> Vec<(usiz
     ndarray::concatenate(Axis(axis), &views).map(|a| a.iter().copied().collect()).unwrap_or_default()
 }
 
-/// The scale (`log2 Δ`) of every element of every node.
-pub fn assign_deltas(circuit: &Circuit) -> Vec<Vec<u32>> {
+/// The scale (`log2 Δ`) of every element of every node, with the groups of `shared` fused.
+pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
     let materialised = materialised_rounds(circuit);
     let mut need: Vec<Vec<u32>> = circuit.nodes().iter().map(|n| vec![UNCONSTRAINED; n.len()]).collect();
     for out in circuit.outputs() {
@@ -226,7 +287,7 @@ pub fn assign_deltas(circuit: &Circuit) -> Vec<Vec<u32>> {
             need[out.0][e] = need[out.0][e].min(64 - output_bits(*r).min(63));
         }
     }
-    for (_, e, source, spec) in bootstrap_inputs(circuit, &materialised) {
+    for (_, e, source, spec) in bootstrap_inputs(circuit, &materialised, shared) {
         need[source.0][e] = need[source.0][e].min(spec.delta_log());
     }
     // Reverse topological order: a node's needs are final before its operands are visited.
@@ -293,6 +354,8 @@ struct Evaluation {
     /// input, in units of the value it reads.
     sink_std: Vec<Vec<f64>>,
     output_std: Vec<Vec<f64>>,
+    /// Largest failure probability among the members of each fused group.
+    group_p: Vec<f64>,
 }
 
 fn evaluate_candidate(
@@ -300,6 +363,7 @@ fn evaluate_candidate(
     deltas: &[Vec<u32>],
     noise: &NoiseModel,
     materialised: &[bool],
+    shared: &SharedReads,
 ) -> std::result::Result<Evaluation, String> {
     let var = propagate_variance(circuit, |node, e| {
         let source = match circuit.node(node).op {
@@ -311,21 +375,29 @@ fn evaluate_candidate(
     });
     let mut sink_std: Vec<Vec<f64>> = circuit.nodes().iter().map(|n| vec![0.0; n.len()]).collect();
     let (mut max_lookup_p, mut global_p) = (0f64, 0f64);
-    for (node, e, source, spec) in bootstrap_inputs(circuit, materialised) {
-        if spec.read_bits + 1 > noise.log2_polynomial_size {
+    let mut group_p = vec![0f64; shared.len()];
+    for (node, e, source, spec) in bootstrap_inputs(circuit, materialised, shared) {
+        if spec.resolved_bits() + 1 > noise.log2_polynomial_size {
             return Err(format!(
                 "node {node} element {e} reads {} bits; the largest bootstrap resolves {} bits (round the accumulator, or use fewer bits)",
-                spec.read_bits,
+                spec.resolved_bits(),
                 noise.log2_polynomial_size - 1
             ));
         }
-        let delta = 2f64.powi(-(spec.width as i32) - 1);
+        let delta = 2f64.powi(-((spec.width + spec.slot_bits) as i32) - 1);
         let modulus_switch = noise.keyswitch_and_modulus_switch / (delta * delta);
         let variance = var[source.0][e] + modulus_switch;
         let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
         let p = two_sided_tail(half_box, variance);
         sink_std[node.0][e] = variance.sqrt();
         max_lookup_p = max_lookup_p.max(p);
+        if let Some(g) = shared.group_of(ElementRef { node, index: e }) {
+            group_p[g] = group_p[g].max(p);
+            // One bootstrap for the whole group: its failure counts once.
+            if shared.groups()[g][0] != (ElementRef { node, index: e }) {
+                continue;
+            }
+        }
         global_p += p;
     }
     let mut output_std: Vec<Vec<f64>> = Vec::new();
@@ -339,7 +411,7 @@ fn evaluate_candidate(
         }
         output_std.push(stds);
     }
-    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std })
+    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std, group_p })
 }
 
 /// What compilation decided, reported before any key is generated.
@@ -349,8 +421,15 @@ pub struct CompileReport {
     pub parameter_set: String,
     /// Whether the server needs bootstrapping keys.
     pub needs_evaluation_key: bool,
-    /// Bootstraps per evaluation.
+    /// Bootstraps per evaluation (a many-LUT bootstrap counts once).
     pub bootstraps: usize,
+    /// Table lookups (and materialised roundings) per evaluation: `bootstraps` plus what
+    /// many-LUT saved.
+    #[serde(default)]
+    pub lookups: usize,
+    /// Many-LUT bootstraps: groups of lookups of one value sharing one bootstrap.
+    #[serde(default)]
+    pub shared_bootstraps: usize,
     /// Leveled multiply-add terms per evaluation.
     pub leveled_terms: usize,
     /// Largest bootstrap read precision.
@@ -387,6 +466,13 @@ impl std::fmt::Display for CompileReport {
             "bootstraps        {} per sample (max {} , 2-norm {:.1})",
             self.bootstraps, self.max_precision, self.max_norm2
         )?;
+        if self.shared_bootstraps > 0 {
+            writeln!(
+                f,
+                "many-LUT          {} lookups in {} bootstraps, {} of which serve several tables",
+                self.lookups, self.bootstraps, self.shared_bootstraps
+            )?;
+        }
         writeln!(f, "leveled terms     {}", self.leveled_terms)?;
         writeln!(
             f,
@@ -417,16 +503,49 @@ pub struct Plan {
     pub sink_std: Vec<Vec<f64>>,
     /// Noise std of each output element, in output units (simulation).
     pub output_std: Vec<Vec<f64>>,
+    /// The shared-read groups evaluated by one many-LUT bootstrap each.
+    #[serde(default)]
+    pub shared: SharedReads,
     /// The report.
     pub report: CompileReport,
 }
 
-/// Chooses encodings and the cheapest parameter set meeting `config`.
+impl Plan {
+    /// The read spec of a bootstrap element under this plan (many-LUT slots included).
+    pub fn read_spec(&self, circuit: &Circuit, node: NodeId, e: usize) -> Option<ReadSpec> {
+        read_spec_in(circuit, &self.shared, node, e)
+    }
+}
+
+/// What one parameter set gives, with the groups it fuses.
+struct Feasible {
+    set: crate::params::ParameterSet,
+    shared: SharedReads,
+    deltas: Vec<Vec<u32>>,
+    eval: Evaluation,
+    bootstraps: usize,
+}
+
+/// The shared reads a set can fuse: groups split into chunks whose slots fit the polynomial.
+fn fitting_groups(circuit: &Circuit, all: &SharedReads, log2_polynomial_size: u32) -> SharedReads {
+    all.split(circuit, |members| {
+        let read_bits =
+            members.first().and_then(|m| read_spec_of(circuit, m.node, m.index)).map_or(64, |s| s.read_bits);
+        match log2_polynomial_size.checked_sub(read_bits + 1) {
+            Some(free) if free > 0 => 1usize << free.min(16),
+            _ => 1,
+        }
+    })
+}
+
+/// Chooses encodings, the shared reads to fuse and the cheapest parameter set meeting
+/// `config` (smallest `bootstraps × cost`; without lookups, the smallest ciphertexts).
 pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     let cost = circuit.cost();
-    let deltas = assign_deltas(circuit);
+    let sites = cost.lookups.len();
     let materialised = materialised_rounds(circuit);
-    let needs_bootstrap = cost.bootstraps > 0;
+    let all_shared = if config.many_lut { SharedReads::find(circuit) } else { SharedReads::none() };
+    let needs_bootstrap = sites > 0;
     let mut candidates: Vec<_> = config.candidates.iter().map(|id| id.set()).collect();
     // Without lookups only encryption matters: the smallest ciphertexts win.
     if needs_bootstrap {
@@ -434,54 +553,92 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     } else {
         candidates.sort_by_key(|s| s.big_lwe_dimension());
     }
+    let meets = |eval: &Evaluation| {
+        eval.max_lookup_p <= config.p_error
+            && eval.max_output_p <= config.p_error
+            && config.global_p_error.is_none_or(|g| eval.global_p <= g)
+    };
     let mut reasons = Vec::new();
+    let mut best: Option<Feasible> = None;
     for set in candidates {
-        let noise = set.noise_model();
-        let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised) {
-            Ok(e) => e,
-            Err(why) => {
-                reasons.push(format!("{}: {why}", set.name));
-                continue;
-            }
-        };
-        let within_global = config.global_p_error.is_none_or(|g| eval.global_p <= g);
-        if eval.max_lookup_p > config.p_error || eval.max_output_p > config.p_error || !within_global {
-            reasons.push(format!(
-                "{}: lookup failure 2^{:.1}, output failure 2^{:.1}",
-                set.name,
-                log2_probability(eval.max_lookup_p),
-                log2_probability(eval.max_output_p)
-            ));
-            continue;
+        let total = |f: &Feasible| f.bootstraps as f64 * f.set.cost;
+        // Sets are sorted by cost: past this point even full fusion cannot do better.
+        if let Some(b) = &best
+            && (sites - all_shared.bootstraps_saved()) as f64 * set.cost >= total(b)
+        {
+            break;
         }
-        let threads = rayon::current_num_threads().max(1);
-        let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
-        let output_ciphertexts = circuit.outputs().iter().map(|id| circuit.node(*id).len()).sum();
-        let report = CompileReport {
-            parameter_set: set.name.to_string(),
-            needs_evaluation_key: needs_bootstrap,
-            bootstraps: cost.bootstraps,
-            leveled_terms: cost.leveled_terms,
-            max_precision: cost.max_precision,
-            max_norm2: cost.max_norm2,
-            p_error: config.p_error,
-            lookup_p_error: eval.max_lookup_p,
-            output_p_error: eval.max_output_p,
-            global_p_error: eval.global_p,
-            ciphertext_dimension: set.big_lwe_dimension(),
-            input_ciphertexts,
-            output_ciphertexts,
-            evaluation_key_bytes: if needs_bootstrap { set.evaluation_key_bytes() } else { 0 },
-            expected_seconds: cost.bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
-            threads,
+        let noise = set.noise_model();
+        let mut shared = fitting_groups(circuit, &all_shared, noise.log2_polynomial_size);
+        let found = loop {
+            let deltas = assign_deltas(circuit, &shared);
+            let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised, &shared) {
+                Ok(e) => e,
+                Err(why) => {
+                    reasons.push(format!("{}: {why}", set.name));
+                    break None;
+                }
+            };
+            if meets(&eval) {
+                let bootstraps = sites - shared.bootstraps_saved();
+                break Some(Feasible { set, shared, deltas, eval, bootstraps });
+            }
+            if shared.is_empty() {
+                reasons.push(format!(
+                    "{}: lookup failure 2^{:.1}, output failure 2^{:.1}",
+                    set.name,
+                    log2_probability(eval.max_lookup_p),
+                    log2_probability(eval.max_output_p)
+                ));
+                break None;
+            }
+            // Un-fuse the groups whose finer read fails; if none does, the finer scales
+            // hurt something else: un-fuse everything.
+            let failing: Vec<bool> = eval.group_p.iter().map(|p| *p > config.p_error).collect();
+            shared = if failing.iter().any(|f| *f) {
+                shared.retain(circuit, |g, _| !failing[g])
+            } else {
+                SharedReads::none()
+            };
         };
-        return Ok(Plan {
-            parameter_set: set.id,
-            deltas,
-            sink_std: eval.sink_std,
-            output_std: eval.output_std,
-            report,
-        });
+        if let Some(f) = found
+            && best.as_ref().is_none_or(|b| total(&f) < total(b))
+        {
+            best = Some(f);
+        }
     }
-    Err(FheError::NoParameters(reasons.join("; ")))
+    let Some(Feasible { set, shared, deltas, eval, bootstraps }) = best else {
+        return Err(FheError::NoParameters(reasons.join("; ")));
+    };
+    let threads = rayon::current_num_threads().max(1);
+    let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
+    let output_ciphertexts = circuit.outputs().iter().map(|id| circuit.node(*id).len()).sum();
+    let fused_precision = shared
+        .groups()
+        .iter()
+        .filter_map(|g| read_spec_in(circuit, &shared, g[0].node, g[0].index))
+        .map(|s| BitWidth(s.resolved_bits()))
+        .max()
+        .unwrap_or(BitWidth(0));
+    let report = CompileReport {
+        parameter_set: set.name.to_string(),
+        needs_evaluation_key: needs_bootstrap,
+        bootstraps,
+        lookups: sites,
+        shared_bootstraps: shared.len(),
+        leveled_terms: cost.leveled_terms,
+        max_precision: cost.max_precision.max(fused_precision),
+        max_norm2: cost.max_norm2,
+        p_error: config.p_error,
+        lookup_p_error: eval.max_lookup_p,
+        output_p_error: eval.max_output_p,
+        global_p_error: eval.global_p,
+        ciphertext_dimension: set.big_lwe_dimension(),
+        input_ciphertexts,
+        output_ciphertexts,
+        evaluation_key_bytes: if needs_bootstrap { set.evaluation_key_bytes() } else { 0 },
+        expected_seconds: bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
+        threads,
+    };
+    Ok(Plan { parameter_set: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, shared, report })
 }

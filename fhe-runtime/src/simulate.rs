@@ -5,12 +5,18 @@
 //! noise analysis predicts at that bootstrap's input and reads the box the noisy value
 //! falls in, exactly as the accumulator would: errors (and approximate-rounding flips near
 //! box edges) happen with the same probability as under encryption.
+//!
+//! A many-LUT group (lookups of one value sharing one bootstrap) draws its noise once, at
+//! its leader: every table of the group reads the same noisy box, as under encryption. A
+//! read that overflows its slice lands in the neighbouring table's boxes (or wraps,
+//! negated, past the end of the polynomial), as the accumulator would; the neighbour's
+//! entry is then taken in the reading table's own scale.
 
-use fheml_circuits::{Backend, Circuit, CircuitError, ElementRef, FusedRounding, Table};
+use fheml_circuits::{Backend, Circuit, CircuitError, ElementRef, FusedRounding, SharedReads, Table};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::plan::{Plan, ReadSpec, read_spec_of};
+use crate::plan::{Plan, ReadSpec};
 
 /// The simulating backend for one sample.
 pub struct SimulatedBackend<'a> {
@@ -31,21 +37,30 @@ impl SimulatedBackend<'_> {
         std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 
-    /// The box a noisy read of `x` lands in, and whether it wrapped past the padding bit.
-    fn noisy_box(&self, x: i64, spec: &ReadSpec, out: ElementRef) -> (i64, bool) {
+    /// The box a noisy read of `x` lands in, counted from the first box of the polynomial
+    /// (outside `0..2^resolved_bits` when the noise wraps past the padding bit).
+    fn noisy_box(&self, x: i64, spec: &ReadSpec, out: ElementRef) -> i64 {
         let std = self.plan.sink_std[out.node.0][out.index];
         let c = (x - spec.offset) as f64 + self.gaussian(out, std);
         let unit = 2f64.powi((spec.width - spec.read_bits) as i32);
-        let boxes = 1i64 << spec.read_bits;
         let b = (c / unit).round() as i64;
-        // Past either end the negacyclic accumulator returns the negated wrapped entry.
-        if b < 0 && c < -unit / 2.0 {
-            (b.rem_euclid(boxes), true)
-        } else if b >= boxes {
-            (b - boxes, true)
-        } else {
-            (b.max(0), false)
-        }
+        // Exactly half a box below zero still rounds into box 0 (the box is centred).
+        if b < 0 && c >= -unit / 2.0 { 0 } else { b }
+    }
+
+    /// What slot `slot` of a read landing in box `b` returns: the slot (table) whose box it
+    /// hits, the entry inside that table, and whether the negacyclic wrap negates it.
+    fn resolve(b: i64, slot: usize, spec: &ReadSpec) -> (usize, i64, bool) {
+        let boxes = 1i64 << spec.read_bits;
+        let total = 1i64 << spec.resolved_bits();
+        let global = b + slot as i64 * boxes;
+        let negated = global.div_euclid(total).rem_euclid(2) == 1;
+        let position = global.rem_euclid(total);
+        ((position / boxes) as usize, position % boxes, negated)
+    }
+
+    fn spec(&self, out: ElementRef) -> Result<ReadSpec, CircuitError> {
+        self.plan.read_spec(self.circuit, out.node, out.index).ok_or(CircuitError::NoOutput)
     }
 }
 
@@ -61,16 +76,39 @@ impl Backend for SimulatedBackend<'_> {
     }
 
     fn lookup(&self, x: &i64, table: &Table, _r: Option<FusedRounding>, out: ElementRef) -> Result<i64, CircuitError> {
-        let spec = read_spec_of(self.circuit, out.node, out.index).ok_or(CircuitError::NoOutput)?;
-        let (b, negated) = self.noisy_box(*x, &spec, out);
-        let v = table.get(spec.table_index(b)).unwrap_or(0);
+        let spec = self.spec(out)?;
+        let (slot, entry, negated) = Self::resolve(self.noisy_box(*x, &spec, out), 0, &spec);
+        let v = if slot == 0 { table.get(spec.table_index(entry)).unwrap_or(0) } else { 0 };
         Ok(if negated { -v } else { v })
     }
 
+    fn shared_reads(&self) -> Option<&SharedReads> {
+        Some(&self.plan.shared)
+    }
+
+    fn many_lookup(
+        &self,
+        x: &i64,
+        tables: &[&Table],
+        _r: Option<FusedRounding>,
+        outs: &[ElementRef],
+    ) -> Result<Vec<i64>, CircuitError> {
+        let leader = *outs.first().ok_or(CircuitError::NoOutput)?;
+        let spec = self.spec(leader)?;
+        let b = self.noisy_box(*x, &spec, leader);
+        Ok((0..tables.len())
+            .map(|j| {
+                let (slot, entry, negated) = Self::resolve(b, j, &spec);
+                let v = tables.get(slot).and_then(|t| t.get(spec.table_index(entry))).unwrap_or(0);
+                if negated { -v } else { v }
+            })
+            .collect())
+    }
+
     fn round(&self, x: &i64, _r: FusedRounding, out: ElementRef) -> Result<i64, CircuitError> {
-        let spec = read_spec_of(self.circuit, out.node, out.index).ok_or(CircuitError::NoOutput)?;
-        let (b, negated) = self.noisy_box(*x, &spec, out);
-        let v = spec.table_index(b);
+        let spec = self.spec(out)?;
+        let (_, entry, negated) = Self::resolve(self.noisy_box(*x, &spec, out), 0, &spec);
+        let v = spec.table_index(entry);
         Ok(if negated { -v } else { v })
     }
 }

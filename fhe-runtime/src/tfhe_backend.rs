@@ -4,16 +4,23 @@
 //! computed directly on the samples modulo 2^64; every table lookup is one keyswitch +
 //! programmable bootstrap through tfhe-rs's shortint server key, with an accumulator we
 //! build ourselves so that input and output encodings are free (see [`crate::plan`]).
+//!
+//! Lookups of one value that the plan fuses (many-LUT) share one keyswitch and blind
+//! rotation: the accumulator holds the `k` tables one after the other, each over
+//! `2^read_bits` boxes of `N / 2^(read_bits + slot_bits)` coefficients; the input is scaled
+//! so that its phase stays within the first table's slice, and table `j`'s result is the
+//! sample extracted at coefficient `j · 2^read_bits · box` (tfhe-rs's
+//! `apply_many_lookup_table`, with our own accumulator and per-table output scales).
 
-use fheml_circuits::{Backend, Circuit, ElementRef, FusedRounding, Table};
+use fheml_circuits::{Backend, Circuit, ElementRef, FusedRounding, SharedReads, Table};
 use tfhe::core_crypto::prelude::{GlweCiphertextOwned, LweCiphertextOwned, LweSize};
-use tfhe::shortint::ciphertext::{Degree, NoiseLevel};
+use tfhe::shortint::ciphertext::{Degree, MaxDegree, NoiseLevel};
 use tfhe::shortint::parameters::{AtomicPatternKind, ClassicPBSParameters, PBSOrder};
-use tfhe::shortint::server_key::LookupTableOwned;
+use tfhe::shortint::server_key::{LookupTableOwned, ManyLookupTableOwned};
 use tfhe::shortint::{Ciphertext, ServerKey};
 
 use crate::error::{FheError, Result};
-use crate::plan::{ReadSpec, read_spec_of};
+use crate::plan::{ReadSpec, read_spec_in, read_spec_of};
 
 /// One encrypted element: an LWE sample and the `log2 Δ` of its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub struct TfheBackend<'a> {
     pub(crate) server_key: Option<&'a ServerKey>,
     pub(crate) params: ClassicPBSParameters,
     pub(crate) lwe_size: LweSize,
+    /// The lookups evaluated together (from the plan).
+    pub(crate) shared: &'a SharedReads,
 }
 
 impl TfheBackend<'_> {
@@ -38,20 +47,26 @@ impl TfheBackend<'_> {
         self.deltas[out.node.0][out.index]
     }
 
-    /// Builds the accumulator for `f` over `2^read_bits` centred boxes, output scaled by `2^out_delta`.
-    fn accumulator(&self, spec: &ReadSpec, out_delta: u32, f: impl Fn(i64) -> i64) -> GlweCiphertextOwned<u64> {
+    /// Builds the accumulator for the tables of `slots` (output scale `2^out_delta`, function
+    /// of the box index) over `2^read_bits` centred boxes each; with more than one slot the
+    /// blind rotation resolves `spec.slot_bits` more bits and table `j` starts at box
+    /// `j · 2^read_bits`.
+    fn accumulator(&self, spec: &ReadSpec, slots: &[(u32, &dyn Fn(i64) -> i64)]) -> GlweCiphertextOwned<u64> {
         let p = &self.params;
         let n = p.polynomial_size.0;
         let mut acc =
             GlweCiphertextOwned::new(0u64, p.glwe_dimension.to_glwe_size(), p.polynomial_size, p.ciphertext_modulus);
         let boxes = 1usize << spec.read_bits;
-        let box_size = n / boxes;
+        let box_size = n >> spec.resolved_bits();
         {
             let mut body = acc.get_mut_body();
             let coefficients = body.as_mut();
-            for i in 0..boxes {
-                let value = (f(i as i64) as u64).wrapping_shl(out_delta);
-                coefficients[i * box_size..(i + 1) * box_size].fill(value);
+            for (j, (out_delta, f)) in slots.iter().enumerate() {
+                for i in 0..boxes {
+                    let value = (f(i as i64) as u64).wrapping_shl(*out_delta);
+                    let start = (j * boxes + i) * box_size;
+                    coefficients[start..start + box_size].fill(value);
+                }
             }
             // Centre box 0 on zero: the negacyclic wrap turns the first half box into the
             // end of the polynomial, negated.
@@ -64,10 +79,8 @@ impl TfheBackend<'_> {
         acc
     }
 
-    fn bootstrap(&self, x: &Ct, out: ElementRef, f: impl Fn(i64) -> i64) -> Result<Ct> {
-        let server_key = self.server_key.ok_or(FheError::MissingEvaluationKey)?;
-        let spec = read_spec_of(self.circuit, out.node, out.index)
-            .ok_or_else(|| FheError::BadCiphertexts(format!("node {} is not a bootstrap", out.node)))?;
+    /// `x` rescaled to the sink's `Δ` and offset, as a shortint ciphertext ready to bootstrap.
+    fn sink(&self, x: &Ct, spec: &ReadSpec, out: ElementRef) -> Result<Ciphertext> {
         let sink_delta = spec.delta_log();
         let shift = sink_delta.checked_sub(x.delta_log).ok_or_else(|| {
             FheError::BadCiphertexts(format!("encoding of the input of node {} is finer than planned", out.node))
@@ -79,17 +92,28 @@ impl TfheBackend<'_> {
         }
         let body = lwe.get_mut_body();
         *body.data = body.data.wrapping_sub((spec.offset as u64).wrapping_shl(sink_delta));
-        let out_delta = self.delta(out);
-        let acc = self.accumulator(&spec, out_delta, f);
         let p = &self.params;
-        let mut ct = Ciphertext::new(
+        Ok(Ciphertext::new(
             lwe,
             Degree::new(0),
             NoiseLevel::NOMINAL,
             p.message_modulus,
             p.carry_modulus,
             AtomicPatternKind::Standard(PBSOrder::KeyswitchBootstrap),
-        );
+        ))
+    }
+
+    fn spec(&self, out: ElementRef) -> Result<ReadSpec> {
+        read_spec_in(self.circuit, self.shared, out.node, out.index)
+            .ok_or_else(|| FheError::BadCiphertexts(format!("node {} is not a bootstrap", out.node)))
+    }
+
+    fn bootstrap(&self, x: &Ct, out: ElementRef, f: impl Fn(i64) -> i64) -> Result<Ct> {
+        let server_key = self.server_key.ok_or(FheError::MissingEvaluationKey)?;
+        let spec = self.spec(out)?;
+        let mut ct = self.sink(x, &spec, out)?;
+        let out_delta = self.delta(out);
+        let acc = self.accumulator(&spec, &[(out_delta, &f)]);
         server_key.apply_lookup_table_assign(&mut ct, &LookupTableOwned { acc, degree: Degree::new(0) });
         Ok(Ct { lwe: ct.ct, delta_log: out_delta })
     }
@@ -120,6 +144,45 @@ impl Backend for TfheBackend<'_> {
         let _ = rounding; // The read spec derived from the circuit carries the rounding.
         let spec = read_spec_of(self.circuit, out.node, out.index);
         self.bootstrap(x, out, |i| spec.and_then(|s| table.get(s.table_index(i))).unwrap_or(0))
+    }
+
+    fn shared_reads(&self) -> Option<&SharedReads> {
+        Some(self.shared)
+    }
+
+    fn many_lookup(
+        &self,
+        x: &Ct,
+        tables: &[&Table],
+        _rounding: Option<FusedRounding>,
+        outs: &[ElementRef],
+    ) -> Result<Vec<Ct>> {
+        let server_key = self.server_key.ok_or(FheError::MissingEvaluationKey)?;
+        let leader = *outs.first().ok_or_else(|| FheError::BadCiphertexts("empty many-LUT group".into()))?;
+        let spec = self.spec(leader)?;
+        if tables.len() != outs.len() || tables.len() > 1usize << spec.slot_bits {
+            return Err(FheError::BadCiphertexts(format!(
+                "many-LUT group at node {} does not fit its read",
+                leader.node
+            )));
+        }
+        let ct = self.sink(x, &spec, leader)?;
+        let functions: Vec<Box<dyn Fn(i64) -> i64 + '_>> = tables
+            .iter()
+            .map(|t| Box::new(move |i| t.get(spec.table_index(i)).unwrap_or(0)) as Box<dyn Fn(i64) -> i64>)
+            .collect();
+        let slots: Vec<(u32, &dyn Fn(i64) -> i64)> =
+            outs.iter().zip(&functions).map(|(out, f)| (self.delta(*out), f.as_ref())).collect();
+        let acc = self.accumulator(&spec, &slots);
+        let box_size = self.params.polynomial_size.0 >> spec.resolved_bits();
+        let lut = ManyLookupTableOwned {
+            acc,
+            input_max_degree: MaxDegree::new(0),
+            sample_extraction_stride: box_size << spec.read_bits,
+            per_function_output_degree: vec![Degree::new(0); outs.len()],
+        };
+        let results = server_key.apply_many_lookup_table(&ct, &lut);
+        Ok(results.into_iter().zip(outs).map(|(ct, out)| Ct { lwe: ct.ct, delta_log: self.delta(*out) }).collect())
     }
 
     fn round(&self, x: &Ct, _rounding: FusedRounding, out: ElementRef) -> Result<Ct> {

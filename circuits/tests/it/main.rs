@@ -3,3 +3,4 @@
 
 mod errors;
 mod properties;
+mod shared;

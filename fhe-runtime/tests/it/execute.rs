@@ -114,3 +114,22 @@ fn impossible_requirements_are_reported() {
     assert!(FheConfig::params().p_error(0.0).check().is_err());
     assert!(FheConfig::params().global_p_error(Some(2.0)).check().is_err());
 }
+
+#[test]
+fn a_rounding_that_is_also_an_output_feeds_lookups() {
+    // The rounding is materialised (one bootstrap of its own); the lookups then read its
+    // value, and share that read.
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[2], Interval::new(0, 15).unwrap());
+    let r = b.round(x, 2, RoundingMode::Exact).unwrap(); // [0, 4]
+    let f = b.lookup(r, Lut::Single(Table::from_fn(0, 3, |v| 2 * v))).unwrap();
+    let g = b.lookup(r, Lut::Single(Table::from_fn(0, 3, |v| 5 - v))).unwrap();
+    for y in [r, f, g] {
+        b.output(y).unwrap();
+    }
+    let circuit = b.build().unwrap();
+    assert_eq!(circuit.cost().bootstraps, 4);
+    let compiled = CompiledCircuit::compile(circuit, &FheConfig::default()).unwrap();
+    let batch: Vec<Vec<Vec<i64>>> = (0..8).map(|s| vec![vec![2 * s, 15 - 2 * s]]).collect();
+    assert_eq!(execute(&compiled, &batch), compiled.circuit().evaluate_clear_batch(&batch).unwrap());
+}
