@@ -41,7 +41,9 @@ impl SimulatedBackend<'_> {
     /// (outside `0..2^resolved_bits` when the noise wraps past the padding bit).
     fn noisy_box(&self, x: i64, spec: &ReadSpec, out: ElementRef) -> i64 {
         let std = self.plan.sink_std[out.node.0][out.index];
-        let c = (x - spec.offset) as f64 + self.gaussian(out, std);
+        // Approximate roundings read half a unit higher (see the TFHE backend's sink).
+        let shift = if spec.width > spec.read_bits { 0.5 } else { 0.0 };
+        let c = (x - spec.offset) as f64 + shift + self.gaussian(out, std);
         let unit = 2f64.powi((spec.width - spec.read_bits) as i32);
         let b = (c / unit).round() as i64;
         // Exactly half a box below zero still rounds into box 0 (the box is centred).

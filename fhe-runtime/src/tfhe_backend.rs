@@ -92,6 +92,12 @@ impl TfheBackend<'_> {
         }
         let body = lwe.get_mut_body();
         *body.data = body.data.wrapping_sub((spec.offset as u64).wrapping_shl(sink_delta));
+        if spec.width > spec.read_bits && sink_delta > 0 {
+            // An approximate rounding: half a unit of the read value moves every integer off
+            // the box edges (which fall on integers), so only noise can cross an edge and the
+            // noise-free read is exactly the clear rounding (half up).
+            *body.data = body.data.wrapping_add(1u64 << (sink_delta - 1));
+        }
         let p = &self.params;
         Ok(Ciphertext::new(
             lwe,
