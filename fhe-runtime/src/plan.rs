@@ -356,6 +356,22 @@ struct Evaluation {
     output_std: Vec<Vec<f64>>,
     /// Largest failure probability among the members of each fused group.
     group_p: Vec<f64>,
+    /// Expected one-step deviations of approximate roundings per evaluation.
+    rounding_deviations: f64,
+}
+
+/// Probability that an approximate rounding comes out one step off: the dropped bits put
+/// the value anywhere in its box (assumed uniform), at distance `k + 1/2` (in units of the
+/// read value) from the nearer edge, and the noise crosses that edge with probability
+/// `P(N > k + 1/2)`.
+fn rounding_deviation(spec: &ReadSpec, variance: f64) -> f64 {
+    let unit = 1u64 << (spec.width - spec.read_bits).min(62);
+    if unit < 2 {
+        return 0.0;
+    }
+    let half = (unit / 2).min(1 << 16);
+    let one_sided: f64 = (0..half).map(|k| 0.5 * two_sided_tail(k as f64 + 0.5, variance)).sum();
+    2.0 * one_sided / unit as f64
 }
 
 fn evaluate_candidate(
@@ -374,7 +390,7 @@ fn evaluate_candidate(
         source / (delta * delta)
     });
     let mut sink_std: Vec<Vec<f64>> = circuit.nodes().iter().map(|n| vec![0.0; n.len()]).collect();
-    let (mut max_lookup_p, mut global_p) = (0f64, 0f64);
+    let (mut max_lookup_p, mut global_p, mut rounding_deviations) = (0f64, 0f64, 0f64);
     let mut group_p = vec![0f64; shared.len()];
     for (node, e, source, spec) in bootstrap_inputs(circuit, materialised, shared) {
         if spec.resolved_bits() + 1 > noise.log2_polynomial_size {
@@ -389,6 +405,7 @@ fn evaluate_candidate(
         let variance = var[source.0][e] + modulus_switch;
         let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
         let p = two_sided_tail(half_box, variance);
+        rounding_deviations += rounding_deviation(&spec, variance);
         sink_std[node.0][e] = variance.sqrt();
         max_lookup_p = max_lookup_p.max(p);
         if let Some(g) = shared.group_of(ElementRef { node, index: e }) {
@@ -411,7 +428,7 @@ fn evaluate_candidate(
         }
         output_std.push(stds);
     }
-    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std, group_p })
+    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std, group_p, rounding_deviations })
 }
 
 /// What compilation decided, reported before any key is generated.
@@ -452,6 +469,10 @@ pub struct CompileReport {
     pub output_ciphertexts: usize,
     /// Uncompressed evaluation key size in bytes (0 without lookups).
     pub evaluation_key_bytes: u64,
+    /// Expected number of approximate roundings per evaluation that come out one step off
+    /// their clear value (noise near a rounding boundary); 0 without approximate roundings.
+    #[serde(default)]
+    pub rounding_deviations: f64,
     /// Expected server time per sample, in seconds, with `threads` threads.
     pub expected_seconds: f64,
     /// Threads the estimate assumes.
@@ -474,6 +495,13 @@ impl std::fmt::Display for CompileReport {
             )?;
         }
         writeln!(f, "leveled terms     {}", self.leveled_terms)?;
+        if self.rounding_deviations > 0.0 {
+            writeln!(
+                f,
+                "approx. rounding  {:.3} one-step deviations from Clear expected per sample",
+                self.rounding_deviations
+            )?;
+        }
         writeln!(
             f,
             "failure prob.     lookup 2^{:.1}, output 2^{:.1}, per evaluation 2^{:.1} (asked 2^{:.1} per lookup)",
@@ -637,6 +665,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         input_ciphertexts,
         output_ciphertexts,
         evaluation_key_bytes: if needs_bootstrap { set.evaluation_key_bytes() } else { 0 },
+        rounding_deviations: eval.rounding_deviations,
         expected_seconds: bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
         threads,
     };
