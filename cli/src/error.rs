@@ -31,6 +31,9 @@ pub enum CliError {
     /// A tree model failed.
     #[error(transparent)]
     Tree(#[from] fheml_models_tree::TreeError),
+    /// A neural network failed.
+    #[error(transparent)]
+    Nn(#[from] fheml_models_nn::NnError),
     /// The runtime failed.
     #[error(transparent)]
     Fhe(#[from] fheml_fhe_runtime::FheError),

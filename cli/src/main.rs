@@ -193,6 +193,39 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import a trained network from an ONNX file with post-training quantization,
+    /// calibrated on a CSV file, and compile it.
+    ImportOnnx {
+        /// The ONNX model (Gemm, MatMul, Conv, AveragePool, BatchNormalization, Add/Sub/Mul/Div by a
+        /// constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Flatten, Reshape, ...).
+        #[arg(long)]
+        onnx: PathBuf,
+        /// Calibration CSV: the network's inputs as columns, then the target (class labels, in
+        /// the order of the network's outputs once sorted) unless --no-target.
+        #[arg(long)]
+        data: PathBuf,
+        /// Target column name (default: the last column).
+        #[arg(long)]
+        target: Option<String>,
+        /// The CSV has no target column (classes are then 0..outputs).
+        #[arg(long)]
+        no_target: bool,
+        /// classification or regression (default: from the target column).
+        #[arg(long)]
+        task: Option<String>,
+        /// Input quantization bits.
+        #[arg(long, default_value_t = 8)]
+        n_bits: u8,
+        /// `w_bits`, `a_bits`, `accumulator_bits` (or `none`), `rounding` (`exact`/`approximate`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Failure probability per table lookup.
+        #[arg(long, default_value_t = 2f64.powi(-40))]
+        p_error: f64,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write an embedded dataset as train/test CSV files (80/20 split).
     Dataset {
         /// breast_cancer, iris or diabetes.
@@ -310,6 +343,24 @@ fn run(cli: Cli) -> Result<()> {
             let cost = circuit.cost();
             println!("model             {} ({} features)", saved.name, saved.feature_names.len());
             println!("circuit           {} nodes, values up to {}", circuit.nodes().len(), cost.max_value_bits);
+            if let model_file::FloatModel::Nn(m) = &saved.float {
+                let layers: Vec<String> = m
+                    .network()
+                    .layers()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("{}{:?}", l.name(), m.network().shape_after(i)))
+                    .collect();
+                let q = m.settings();
+                println!("network           {}", layers.join(" > "));
+                println!(
+                    "quantization      weights {} bits, activations {} bits, accumulators {} ({:?} rounding)",
+                    q.w_bits,
+                    q.a_bits,
+                    q.accumulator_bits.map_or("not rounded".to_string(), |b| format!("rounded to {b} bits")),
+                    q.rounding
+                );
+            }
             println!("fingerprint       {}", saved.fhe.compiled().fingerprint());
             println!("{}", saved.fhe.compiled().report());
             Ok(())
@@ -380,6 +431,32 @@ fn run(cli: Cli) -> Result<()> {
             print_predictions(&remote.predict(x.view())?, json)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
+        Command::ImportOnnx { onnx, data, target, no_target, task, n_bits, settings, p_error, out } => {
+            let column = if no_target { TargetColumn::None } else { target_column(&target) };
+            let table = read_csv(&data, column)?;
+            let config = FheConfig::params().p_error(p_error).check()?;
+            let settings = parse_settings(&settings)?;
+            let options = model_file::OnnxImport {
+                table: &table,
+                task: task.as_deref(),
+                n_bits,
+                settings: &settings,
+                config: &config,
+            };
+            let saved = model_file::import_onnx(&onnx, &options)?;
+            saved.save(&out)?;
+            println!(
+                "imported {} ({} layers, {} bootstraps per sample); saved {}",
+                onnx.display(),
+                match &saved.float {
+                    model_file::FloatModel::Nn(m) => m.network().layers().len(),
+                    _ => 0,
+                },
+                saved.fhe.compiled().report().bootstraps,
+                out.display()
+            );
+            Ok(())
+        }
         Command::ImportXgboost { json, calibration, n_bits, p_error, out } => {
             let table = read_csv(&calibration, TargetColumn::None)?;
             let config = FheConfig::params().p_error(p_error).check()?;

@@ -6,6 +6,7 @@ use std::path::Path;
 use fheml_circuits::Task;
 use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
 use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
+use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings};
 use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::error::{CliError, Result};
 /// Model names `train` accepts.
 pub fn model_names() -> Vec<&'static str> {
     let mut names = LinearModelKind::NAMES.to_vec();
-    names.extend(["tree", "forest", "gbdt"]);
+    names.extend(["tree", "forest", "gbdt", "mlp"]);
     names
 }
 
@@ -27,6 +28,8 @@ pub enum FloatModel {
     Linear(LinearModel),
     /// A tree, forest or boosted ensemble.
     Tree(TreeModel),
+    /// A neural network (trained MLP or imported ONNX).
+    Nn(NnModel),
 }
 
 impl FloatModel {
@@ -35,6 +38,7 @@ impl FloatModel {
         match self {
             FloatModel::Linear(m) => Ok(m.predict(x)?.to_vec()),
             FloatModel::Tree(m) => Ok(m.predict(x)?.to_vec()),
+            FloatModel::Nn(m) => Ok(m.predict(x)?.to_vec()),
         }
     }
 }
@@ -105,6 +109,105 @@ fn train_tree(
     })
 }
 
+fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) -> Result<SavedModel> {
+    let task = match options.task {
+        Some(t) => NnTask::from_name(t)?,
+        None if infer_task(y) == TaskKind::Classification => NnTask::Classification,
+        None => NnTask::Regression,
+    };
+    let n_bits = options.n_bits.map(|n| n.to_string());
+    let settings = n_bits
+        .iter()
+        .map(|n| ("n_bits", n.as_str()))
+        .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let params = MlpParams::from_options(task, settings)?;
+    let model = params.fit(table.x.view(), y.view())?;
+    let fhe = FheModel::compile(model.compile()?, &options.config)?;
+    Ok(SavedModel { name: "mlp".into(), feature_names: table.feature_names.clone(), float: FloatModel::Nn(model), fhe })
+}
+
+/// What `import-onnx` needs besides the file.
+pub struct OnnxImport<'a> {
+    /// Calibration rows (features only) and, for a classifier, the labels.
+    pub table: &'a Table,
+    /// `classification` or `regression` (default: from the target column, if any).
+    pub task: Option<&'a str>,
+    /// Input quantization bits.
+    pub n_bits: u8,
+    /// `w_bits`, `a_bits`, `accumulator_bits`, `rounding` as `key=value`.
+    pub settings: &'a [(String, String)],
+    /// Compilation settings.
+    pub config: &'a FheConfig,
+}
+
+/// Post-training quantization of an ONNX network, calibrated on the table's rows.
+pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
+    let imported = fheml_models_nn::import_onnx(path)?;
+    let network = imported.network;
+    let table = options.table;
+    if network.n_inputs() != table.x.ncols() {
+        return Err(CliError::Usage(format!(
+            "the ONNX model takes {} inputs, the data has {} feature columns",
+            network.n_inputs(),
+            table.x.ncols()
+        )));
+    }
+    let mut quant = QuantSettings::default();
+    for (key, value) in options.settings {
+        let bad = || CliError::Usage(format!("invalid value `{value}` for `{key}`"));
+        match key.as_str() {
+            "w_bits" => quant.w_bits = value.parse().map_err(|_| bad())?,
+            "a_bits" => quant.a_bits = value.parse().map_err(|_| bad())?,
+            "accumulator_bits" => {
+                quant.accumulator_bits = if value == "none" { None } else { Some(value.parse().map_err(|_| bad())?) }
+            }
+            "rounding" => {
+                quant.rounding = match value.as_str() {
+                    "exact" => fheml_circuits::RoundingMode::Exact,
+                    "approximate" => fheml_circuits::RoundingMode::Approximate,
+                    _ => return Err(bad()),
+                }
+            }
+            other => {
+                return Err(CliError::Usage(format!(
+                    "unknown option `{other}` for import-onnx; valid: w_bits, a_bits, accumulator_bits, rounding"
+                )));
+            }
+        }
+    }
+    let classification = match (options.task, &table.y) {
+        (Some("classification"), _) => true,
+        (Some("regression"), _) => false,
+        (Some(other), _) => {
+            return Err(CliError::Usage(format!("unknown task `{other}`; use classification or regression")));
+        }
+        (None, Some(y)) => infer_task(y) == TaskKind::Classification,
+        (None, None) => network.n_outputs() > 1,
+    };
+    let task = if classification {
+        let classes = match &table.y {
+            Some(y) => {
+                let mut c = y.to_vec();
+                c.sort_by(f64::total_cmp);
+                c.dedup();
+                c
+            }
+            None => (0..network.n_outputs()).map(|i| i as f64).collect(),
+        };
+        Task::Classification { classes }
+    } else {
+        Task::Regression
+    };
+    let model = NnModel::from_network(network, table.x.view(), options.n_bits, quant, task)?;
+    let fhe = FheModel::compile(model.compile()?, options.config)?;
+    Ok(SavedModel {
+        name: "onnx".into(),
+        feature_names: table.feature_names.clone(),
+        float: FloatModel::Nn(model),
+        fhe,
+    })
+}
+
 /// Quantizes and compiles an imported XGBoost JSON model, calibrating on `table`.
 pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &FheConfig) -> Result<SavedModel> {
     let mut model = TreeModel::from_xgboost_file(json)?;
@@ -133,6 +236,9 @@ pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
     if let Ok(kind) = TreeModelKind::from_name(options.model) {
         return train_tree(table, y, kind, options);
+    }
+    if options.model == "mlp" {
+        return train_mlp(table, y, options);
     }
     let kind = LinearModelKind::from_name(options.model).map_err(|_| {
         CliError::Usage(format!("unknown model `{}`; valid models: {}", options.model, model_names().join(", ")))

@@ -36,7 +36,8 @@ impl NnTask {
 /// Defaults in the spirit of Concrete ML's built-in networks: 3-bit weights, activations
 /// and inputs, ReLU, Adam with learning rate 0.01 for 100 epochs; the accumulator of
 /// each hidden neuron is rounded to 4 bits before its activation lookup, and one hidden
-/// layer of 32 neurons keeps bootstraps (one per hidden neuron) few; batches of 16 rows.
+/// layer of 16 neurons keeps bootstraps (one per hidden neuron) few and the output layer's noise
+/// within the cheapest parameter sets; batches of 16 rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpParams {
     /// Classification or regression.
@@ -89,7 +90,7 @@ impl MlpParams {
     pub fn new(task: NnTask) -> Self {
         Self {
             task,
-            hidden: vec![32],
+            hidden: vec![16],
             activation: Activation::Relu,
             n_bits: 3,
             w_bits: 3,
