@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod nn;
 mod serve;
 
 pub(crate) struct Scratch(PathBuf);
