@@ -9,15 +9,15 @@ use serde_json::Value;
 use crate::cargo;
 
 /// One benchmarked configuration.
-struct Case {
-    family: &'static str,
-    model: &'static str,
-    settings: &'static [&'static str],
-    n_bits: &'static str,
+pub(crate) struct Case {
+    pub(crate) family: &'static str,
+    pub(crate) model: &'static str,
+    pub(crate) settings: &'static [&'static str],
+    pub(crate) n_bits: &'static str,
 }
 
 /// Hyperparameters as in ../shared/ANCHORS.md, so rows compare like with like.
-fn case(family: &str, classification: bool) -> Option<Case> {
+pub(crate) fn case(family: &str, classification: bool) -> Option<Case> {
     Some(match family {
         "linear" if classification => Case { family: "linear", model: "logistic", settings: &[], n_bits: "8" },
         "linear" => Case { family: "linear", model: "linear", settings: &[], n_bits: "8" },
@@ -66,7 +66,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -91,9 +91,13 @@ fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
 }
 
 /// Where the CSV splits are: ../shared/datasets, else the embedded datasets exported by `fheml`.
-fn dataset_files(o: &Options, fheml: &Path, dataset: &str, scratch: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let (train, test) =
-        (o.data_dir.join(format!("{dataset}_train.csv")), o.data_dir.join(format!("{dataset}_test.csv")));
+pub(crate) fn dataset_files(
+    data_dir: &Path,
+    fheml: &Path,
+    dataset: &str,
+    scratch: &Path,
+) -> Result<(PathBuf, PathBuf), String> {
+    let (train, test) = (data_dir.join(format!("{dataset}_train.csv")), data_dir.join(format!("{dataset}_test.csv")));
     if train.exists() && test.exists() {
         return Ok((train, test));
     }
@@ -101,7 +105,8 @@ fn dataset_files(o: &Options, fheml: &Path, dataset: &str, scratch: &Path) -> Re
     Ok((scratch.join(format!("{dataset}_train.csv")), scratch.join(format!("{dataset}_test.csv"))))
 }
 
-fn fheml(bin: &Path, args: &[&str]) -> Result<String, String> {
+/// Runs `fheml` with `args`, echoing the command; its stdout, or its stderr as the error.
+pub(crate) fn fheml(bin: &Path, args: &[&str]) -> Result<String, String> {
     eprintln!("$ fheml {}", args.join(" "));
     let out = Command::new(bin).args(args).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -122,21 +127,30 @@ fn ratio(theirs: Option<f64>, ours: Option<f64>) -> String {
     }
 }
 
-/// `cargo xtask bench`.
-pub fn run_bench(args: &[String]) -> Result<(), String> {
-    let o = parse(args)?;
+/// Builds the release `fheml` and copies it into `scratch`, so that another build in a shared
+/// target directory cannot swap the binary in the middle of a run.
+pub(crate) fn build_fheml(scratch: &Path) -> Result<PathBuf, String> {
     if !cargo(&["build", "--release", "-p", "fheml-cli"]) {
         return Err("building fheml failed".into());
     }
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let fheml = PathBuf::from(target).join("release/fheml");
+    let built = PathBuf::from(target).join("release/fheml");
+    std::fs::create_dir_all(scratch).map_err(|e| e.to_string())?;
+    let copy = scratch.join("fheml");
+    std::fs::copy(&built, &copy).map_err(|e| format!("copying {}: {e}", built.display()))?;
+    Ok(copy)
+}
+
+/// `cargo xtask bench`.
+pub fn run_bench(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
     let scratch = std::env::temp_dir().join(format!("fheml-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let fheml = build_fheml(&scratch)?;
     let anchors = anchors(&o.anchors);
     let mut rows = Vec::new();
     for dataset in &o.datasets {
         let classification = dataset != "diabetes";
-        let (train, test) = dataset_files(&o, &fheml, dataset, &scratch)?;
+        let (train, test) = dataset_files(&o.data_dir, &fheml, dataset, &scratch)?;
         for family in &o.models {
             let Some(c) = case(family, classification) else { return Err(format!("unknown model family {family}")) };
             let model_file = scratch.join(format!("{dataset}-{family}.fheml"));
@@ -235,14 +249,19 @@ fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + en
             }
         }
     }
+    md += &crate::sweep::benchmarks_section(&o.out);
     std::fs::write(&o.out, md).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&scratch);
     eprintln!("wrote {}", o.out.display());
     Ok(())
 }
 
-/// Entry point: `--micro` runs the crates' criterion benches.
+/// Entry point: `--micro` runs the crates' criterion benches, `--sweep` the n_bits sweep.
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--sweep") {
+        let rest: Vec<String> = args.iter().filter(|a| *a != "--sweep").cloned().collect();
+        return crate::sweep::run(&rest);
+    }
     if args.iter().any(|a| a == "--micro") {
         return cargo(&["bench", "--workspace"]).then_some(()).ok_or_else(|| "benches failed".into());
     }

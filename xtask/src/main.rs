@@ -3,12 +3,19 @@
 //! - `cargo xtask ci`: `cargo fmt --check`, clippy with `-D warnings`, the tests.
 //! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--out FILE] [--micro]`:
 //!   end-to-end benchmarks through the `fheml` command, written to BENCHMARKS.md beside
-//!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead).
+//!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead), with a link
+//!   to the n_bits sweep's figure when `bench/nbits_sweep.svg` exists.
+//! - `cargo xtask bench --sweep [--quick] [--datasets one] [--models linear,tree,..] [--bits 2-8]
+//!   [--limit ROWS] [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]`:
+//!   accuracy, bootstraps, input ciphertexts and Execute latency against n_bits, one model per
+//!   family, to `bench/sweep.{json,csv}` and the figure `bench/nbits_sweep.svg`.
 //! - `cargo xtask release <version> [--execute]`: lockstep version bump, CHANGELOG check,
 //!   `cargo publish --workspace` (dry run unless `--execute`), and the tag to create.
 
 mod bench;
+mod plot;
 mod release;
+mod sweep;
 
 use std::process::{Command, ExitCode};
 
@@ -29,7 +36,9 @@ fn ci() -> bool {
 }
 
 const USAGE: &str = "usage: cargo xtask ci | release <version> [--execute] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
-[--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro]";
+[--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro] \
+| bench --sweep [--quick] [--datasets breast_cancer] [--models ...] [--bits 2,3,4,5,6,7,8] [--limit 3] \
+[--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
