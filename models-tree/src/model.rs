@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use fheml_circuits::{CircuitError, ModelCircuit, Prediction, Task};
+use fheml_quant::{PerFeatureQuantizer, QuantizerConfig};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,13 @@ impl TreeModel {
             }
             TaskKind::Regression => (y.to_vec(), None),
         };
+        // As Concrete ML does, fit on the quantized features (dequantized to floats): every
+        // threshold then falls between two grid points, so quantizing the inputs with the
+        // same calibration (the training data) changes no decision of the fitted model.
+        let config = QuantizerConfig::params().n_bits(p.n_bits).signed(false).symmetric(false).check()?;
+        let quantizer = PerFeatureQuantizer::calibrate(&config, x)?;
+        let on_grid = quantizer.dequantize(quantizer.quantize(x)?.values.view())?;
+        let x = on_grid.view();
         let ensemble = match p.kind {
             TreeModelKind::Tree | TreeModelKind::Forest => smartcore_io::fit(params, x, &targets, classes)?,
             TreeModelKind::Gbdt => boosting::fit(params, x, &targets, classes)?,
