@@ -326,7 +326,7 @@ pub(crate) fn evaluate_nodes<B: Backend>(
                 let xs: Vec<&B::Value> = get(input)?.iter().collect();
                 Some(flat(indices.iter().map(|&j| xs[j].clone()).collect())?)
             }
-            Op::Reshape(x) => Some(flat(get(x)?.iter().cloned().collect())?),
+            Op::Reshape(x) | Op::Narrow(x) => Some(flat(get(x)?.iter().cloned().collect())?),
             Op::Concat { inputs: parts, axis } => {
                 let views = parts.iter().map(|p| get(p).map(|t| t.view())).collect::<Result<Vec<_>, _>>()?;
                 Some(ndarray::concatenate(Axis(*axis), &views).map_err(|e| CircuitError::ShapeMismatch {

@@ -293,6 +293,25 @@ impl CircuitBuilder {
         Ok(self.push(Op::Reshape(x), shape.to_vec(), ranges))
     }
 
+    /// The same values with the tighter per-element `ranges` the caller guarantees; each
+    /// must lie inside the range the analysis derived.
+    pub fn narrow(&mut self, x: NodeId, ranges: Vec<Interval>) -> Result<NodeId> {
+        let node = self.get(x)?;
+        if ranges.len() != node.len() {
+            return Err(self.mismatch("narrow", format!("{} ranges for {} elements", ranges.len(), node.len())));
+        }
+        if let Some((i, (r, wide))) =
+            ranges.iter().zip(&node.ranges).enumerate().find(|(_, (r, w))| r.lo > r.hi || r.lo < w.lo || r.hi > w.hi)
+        {
+            return Err(self.invalid(format!(
+                "narrowed range [{}, {}] of element {i} is not inside [{}, {}]",
+                r.lo, r.hi, wide.lo, wide.hi
+            )));
+        }
+        let shape = node.shape.clone();
+        Ok(self.push(Op::Narrow(x), shape, ranges))
+    }
+
     /// Concatenation along `axis`; all other axes must agree.
     pub fn concat(&mut self, inputs: &[NodeId], axis: usize) -> Result<NodeId> {
         let first = self.get(*inputs.first().ok_or_else(|| self.invalid("concat of nothing".into()))?)?;
@@ -351,6 +370,17 @@ pub fn round_shift(x: i64, lsbs: u32) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrow_accepts_tighter_ranges_only() {
+        let mut b = CircuitBuilder::new();
+        let x = b.input(&[2], Interval { lo: 0, hi: 3 });
+        let s = b.sum(x, 0).unwrap();
+        assert!(b.narrow(s, vec![Interval { lo: 0, hi: 7 }]).is_err(), "wider than [0, 6]");
+        assert!(b.narrow(s, vec![Interval { lo: 0, hi: 1 }, Interval { lo: 0, hi: 1 }]).is_err(), "element count");
+        let n = b.narrow(s, vec![Interval { lo: 0, hi: 3 }]).unwrap();
+        assert_eq!(b.node_range(n), Interval { lo: 0, hi: 3 });
+    }
 
     #[test]
     fn round_shift_rounds_half_up() {

@@ -97,7 +97,7 @@ pub fn propagate_variance(circuit: &Circuit, source: impl Fn(NodeId, usize) -> f
             // A materialised rounding is a bootstrap: a fresh source.
             Op::Round { .. } => (0..node.len()).map(|e| source(id, e)).collect(),
             Op::Gather { input, indices } => indices.iter().map(|&j| var[input.0][j]).collect(),
-            Op::Reshape(x) => var[x.0].clone(),
+            Op::Reshape(x) | Op::Narrow(x) => var[x.0].clone(),
             Op::Concat { inputs, axis } => {
                 let parts: Vec<ArrayD<f64>> = inputs
                     .iter()

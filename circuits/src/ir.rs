@@ -142,6 +142,12 @@ pub enum Op {
     },
     /// Same elements, new shape.
     Reshape(NodeId),
+    /// The same values with tighter ranges that the lowering guarantees but interval
+    /// arithmetic cannot see (e.g. a sum over the leaves of a tree, of which exactly one
+    /// contributes). Every evaluation is the identity; narrower outputs get coarser, cheaper
+    /// encodings. The lowering that emits it must guarantee it (its tests compare
+    /// [`crate::observed_ranges`] with the declared ranges).
+    Narrow(NodeId),
     /// Concatenation along `axis`.
     Concat {
         /// The concatenated tensors.
@@ -166,6 +172,7 @@ impl Op {
             Op::Round { .. } => "round",
             Op::Gather { .. } => "gather",
             Op::Reshape(..) => "reshape",
+            Op::Narrow(..) => "narrow",
             Op::Concat { .. } => "concat",
         }
     }
@@ -175,7 +182,12 @@ impl Op {
         match self {
             Op::Input { .. } => vec![],
             Op::Add(a, b) | Op::Sub(a, b) => vec![*a, *b],
-            Op::AddConst(x, _) | Op::MulConst(x, _) | Op::MatMul(x, _) | Op::Lookup(x, _) | Op::Reshape(x) => vec![*x],
+            Op::AddConst(x, _)
+            | Op::MulConst(x, _)
+            | Op::MatMul(x, _)
+            | Op::Lookup(x, _)
+            | Op::Reshape(x)
+            | Op::Narrow(x) => vec![*x],
             Op::Sum { input, .. } | Op::Round { input, .. } | Op::Gather { input, .. } => {
                 vec![*input]
             }

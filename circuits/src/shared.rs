@@ -56,7 +56,7 @@ fn roots(circuit: &Circuit) -> Vec<Vec<ElementRef>> {
         let own = |index| ElementRef { node: NodeId(i), index };
         let r: Vec<ElementRef> = match &node.op {
             Op::Gather { input, indices } => indices.iter().map(|&j| roots[input.0][j]).collect(),
-            Op::Reshape(x) => roots[x.0].clone(),
+            Op::Reshape(x) | Op::Narrow(x) => roots[x.0].clone(),
             Op::Concat { inputs, axis } => {
                 let parts: Vec<ArrayD<ElementRef>> = inputs
                     .iter()

@@ -304,7 +304,7 @@ pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
                     lift(*b, e, *d);
                 }
             }
-            Op::AddConst(x, _) | Op::MulConst(x, _) | Op::Reshape(x) => {
+            Op::AddConst(x, _) | Op::MulConst(x, _) | Op::Reshape(x) | Op::Narrow(x) => {
                 for (e, d) in mine.iter().enumerate() {
                     lift(*x, e, *d);
                 }

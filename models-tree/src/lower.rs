@@ -121,8 +121,12 @@ pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, L
 
     let mut channels: Vec<Channel> = Vec::new();
     let mut constants = vec![0i64; width];
+    // Exactly one leaf of each tree is reached: each output moves, per tree, between the
+    // smallest and largest contribution of a single leaf (the baseline contributes 0).
+    let (mut exclusive_lo, mut exclusive_hi) = (vec![0i64; width], vec![0i64; width]);
     let mut reachable = 0;
     for t in 0..n_trees {
+        let (mut tree_lo, mut tree_hi) = (vec![0i64; width], vec![0i64; width]);
         let leaves = reachable_leaves(q, t, levels);
         reachable += leaves.len();
         // The baseline: the most common contribution (ties to the first seen).
@@ -154,6 +158,18 @@ pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, L
                     new.push((base_value, vec![(slot(t, base_out), -1)]));
                 }
             }
+            let mut contribution = vec![0i64; width];
+            for (value, targets) in &new {
+                for &(o, w) in targets {
+                    contribution[o] += w * value;
+                }
+            }
+            if !leaf.terms.is_empty() {
+                for o in 0..width {
+                    tree_lo[o] = tree_lo[o].min(contribution[o]);
+                    tree_hi[o] = tree_hi[o].max(contribution[o]);
+                }
+            }
             for (value, targets) in new {
                 if leaf.terms.is_empty() {
                     // Always reached (cannot happen beside a baseline, kept for safety).
@@ -164,6 +180,10 @@ pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, L
                     channels.push(Channel { terms: leaf.terms.clone(), value, targets });
                 }
             }
+        }
+        for o in 0..width {
+            exclusive_lo[o] += tree_lo[o];
+            exclusive_hi[o] += tree_hi[o];
         }
     }
 
@@ -199,7 +219,20 @@ pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, L
         let looked_up = b.lookup(sums, Lut::PerChannel(tables))?;
         b.matmul(looked_up, w2)?
     };
-    let mut out = b.add_const(summed, ArrayD::from_shape_vec(IxDyn(&[width]), constants).map_err(shape_error)?)?;
+    let mut out =
+        b.add_const(summed, ArrayD::from_shape_vec(IxDyn(&[width]), constants.clone()).map_err(shape_error)?)?;
+    let exclusive: Vec<Interval> = b
+        .element_ranges(out)
+        .iter()
+        .enumerate()
+        .map(|(o, wide)| Interval {
+            lo: (constants[o] + exclusive_lo[o]).clamp(wide.lo, wide.hi),
+            hi: (constants[o] + exclusive_hi[o]).clamp(wide.lo, wide.hi),
+        })
+        .collect();
+    if exclusive.as_slice() != b.element_ranges(out) {
+        out = b.narrow(out, exclusive)?;
+    }
     if !sum_in_fhe {
         out = b.reshape(out, &[n_trees, n_out])?;
     }

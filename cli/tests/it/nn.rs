@@ -11,11 +11,32 @@ fn mlp_trains_evaluates_and_runs_encrypted() {
     let dir = Scratch::new("mlp");
     let (train, test) = write_dataset(&dir);
     let model = dir.path("mlp.fheml");
-    ok(&["train", "--model", "mlp", "--data", s(&train), "--set", "hidden=8", "--set", "epochs=60", "--out", s(&model)]);
+    ok(&[
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        s(&train),
+        "--set",
+        "hidden=8",
+        "--set",
+        "epochs=60",
+        "--out",
+        s(&model),
+    ]);
     let inspect = ok(&["inspect", s(&model)]);
     assert!(inspect.contains("dense[8] > activation[8] > dense[2]"), "{inspect}");
     let eval: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--model", s(&model), "--data", s(&test), "--mode", "execute", "--limit", "2", "--json",
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&test),
+        "--mode",
+        "execute",
+        "--limit",
+        "2",
+        "--json",
     ]))
     .unwrap();
     assert_eq!(eval["pbs_per_sample"], 8);
@@ -41,7 +62,8 @@ fn onnx_imports_with_calibration_and_refuses_unsupported_ops() {
     let onnx = fixture("mlp.onnx");
     ok(&["import-onnx", "--onnx", s(&onnx), "--data", s(&data), "--out", s(&model)]);
     let eval: serde_json::Value =
-        serde_json::from_str(&ok(&["eval", "--model", s(&model), "--data", s(&data), "--mode", "clear", "--json"])).unwrap();
+        serde_json::from_str(&ok(&["eval", "--model", s(&model), "--data", s(&data), "--mode", "clear", "--json"]))
+            .unwrap();
     // The float network and its 8-bit quantization agree on (nearly) every row.
     let agreement = eval["quantized"].as_f64().unwrap() - eval["float"].as_f64().unwrap();
     assert!(agreement.abs() <= 0.05, "{eval}");

@@ -32,6 +32,36 @@ fn integer_decisions_equal_float_decisions_on_dequantized_inputs() {
     }
 }
 
+/// The ranges the lowering declares (one leaf per tree contributes) hold every value the
+/// circuit computes on the training and test rows.
+#[test]
+fn narrowed_output_ranges_hold_every_observed_value() {
+    for data in Data::ALL {
+        for kind in TreeModelKind::ALL {
+            let s = split(data);
+            let circuit = &fitted(data, kind).circuit().circuit;
+            let rows: Vec<Vec<Vec<i64>>> = s
+                .x_train
+                .rows()
+                .into_iter()
+                .chain(s.x_test.rows())
+                .map(|r| fitted(data, kind).circuit().encode(&r.to_vec()).unwrap())
+                .collect();
+            let observed = fheml_circuits::observed_ranges(circuit, &rows).unwrap();
+            for (node, seen) in circuit.nodes().iter().zip(&observed) {
+                for (declared, seen) in node.ranges.iter().zip(seen) {
+                    assert!(
+                        declared.lo <= seen.lo && seen.hi <= declared.hi,
+                        "{} {}: {seen:?} outside {declared:?}",
+                        data.name(),
+                        kind.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_circuit_computes_the_integer_model_exactly() {
     for data in Data::ALL {
