@@ -368,6 +368,7 @@ pub fn round_shift(x: i64, lsbs: u32) -> Option<i64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
