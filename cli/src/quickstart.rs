@@ -23,7 +23,12 @@ pub fn run() -> Result<()> {
         "{:<10} {:>8} {:>10} {:>14} {:>8} {:>10} {:>12} {:>12}",
         "model", "float", "quantized", "fhe (rows)", "agree", "PBS/sample", "keygen s", "ms/sample"
     );
-    for (name, settings) in [("logistic", vec![]), ("tree", vec![("max_depth".to_string(), "5".to_string())])] {
+    let families = [
+        ("logistic", vec![]),
+        ("tree", vec![("max_depth".to_string(), "5".to_string())]),
+        ("mlp", vec![("hidden".to_string(), "16".to_string())]),
+    ];
+    for (name, settings) in families {
         let options =
             TrainOptions { model: name, task: None, n_bits: None, settings: &settings, config: FheConfig::default() };
         let model = train(&train_set, &options)?;
