@@ -33,23 +33,34 @@ enum Command {
     /// Train, compile and run encrypted inference on an embedded dataset.
     Quickstart,
     /// Train a model on a CSV file (header row; target last unless --target) and compile it.
+    ///
+    /// Models: linear, ridge, lasso, elasticnet, logistic, linear-svc, linear-svr,
+    /// sgd-classifier, sgd-regressor, poisson, gamma, tweedie (linear); tree, forest, gbdt
+    /// (trees); mlp (a neural network trained with quantization-aware training).
+    ///
+    /// Example: fheml train --model mlp --data train.csv --set hidden=32,16 --set epochs=200 --out net.fheml
     Train {
-        /// Model name (see the error message of an unknown name for the list).
+        /// Model name: a linear model, tree, forest, gbdt or mlp (list above).
         #[arg(long)]
         model: String,
         /// Training CSV.
         #[arg(long)]
         data: PathBuf,
         /// Target column name (default: the last column).
-        #[arg(long)]
+        #[arg(long, visible_alias = "target-column")]
         target: Option<String>,
-        /// classification or regression.
+        /// classification or regression (default: classification when the target holds few
+        /// distinct integers).
         #[arg(long)]
         task: Option<String>,
-        /// Input quantization bits.
+        /// Input quantization bits (default: per model; for mlp, its `n_bits`, default 3).
         #[arg(long)]
         n_bits: Option<u8>,
-        /// Model hyperparameter, `key=value` (repeatable).
+        /// Model hyperparameter, `key=value` (repeatable, or comma-separated). mlp: hidden (layer sizes, e.g. 32,16),
+        /// activation (relu, tanh, sigmoid, leaky_relu, elu, silu, softplus, relu6, identity),
+        /// n_bits, w_bits, a_bits, accumulator_bits (or none), rounding (approximate or exact),
+        /// epochs, learning_rate (lr), batch_size, seed. Trees: max_depth, n_estimators,
+        /// learning_rate, ...; linear models: alpha, ...
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
         /// Failure probability per table lookup.
@@ -68,7 +79,7 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
         /// Target column name (default: the last column).
-        #[arg(long)]
+        #[arg(long, visible_alias = "target-column")]
         target: Option<String>,
         /// clear, simulate or execute.
         #[arg(long, default_value = "clear")]
@@ -195,28 +206,41 @@ enum Command {
     },
     /// Import a trained network from an ONNX file with post-training quantization,
     /// calibrated on a CSV file, and compile it.
+    ///
+    /// The calibration rows are the CSV's feature columns (read as `train` reads them: the
+    /// target is the last column unless --target or --no-target). A classifier's labels are the
+    /// sorted distinct values of the target column, one per network output, in output order.
+    /// Supported operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
+    /// BatchNormalization, Add/Sub/Mul/Div by a constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu,
+    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax; anything else is
+    /// refused naming the operator and the node.
+    ///
+    /// Example: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
     ImportOnnx {
-        /// The ONNX model (Gemm, MatMul, Conv, AveragePool, BatchNormalization, Add/Sub/Mul/Div by a
-        /// constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu, Softplus, Flatten, Reshape, ...).
-        #[arg(long)]
-        onnx: PathBuf,
-        /// Calibration CSV: the network's inputs as columns, then the target (class labels, in
-        /// the order of the network's outputs once sorted) unless --no-target.
+        /// The ONNX model.
+        #[arg(value_name = "MODEL.onnx", required_unless_present = "onnx_flag")]
+        onnx: Option<PathBuf>,
+        /// The ONNX model (instead of the positional argument).
+        #[arg(long = "onnx", value_name = "MODEL.onnx", conflicts_with = "onnx")]
+        onnx_flag: Option<PathBuf>,
+        /// Calibration CSV: the network's inputs as columns, then the target column.
         #[arg(long)]
         data: PathBuf,
         /// Target column name (default: the last column).
-        #[arg(long)]
+        #[arg(long, visible_alias = "target-column")]
         target: Option<String>,
         /// The CSV has no target column (classes are then 0..outputs).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "target")]
         no_target: bool,
-        /// classification or regression (default: from the target column).
+        /// classification or regression (default: from the target column; without one,
+        /// classification when the network has several outputs).
         #[arg(long)]
         task: Option<String>,
         /// Input quantization bits.
         #[arg(long, default_value_t = 8)]
         n_bits: u8,
-        /// `w_bits`, `a_bits`, `accumulator_bits` (or `none`), `rounding` (`exact`/`approximate`).
+        /// `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`), `rounding`
+        /// (`approximate` or `exact`), as `key=value` (repeatable, or comma-separated).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
         /// Failure probability per table lookup.
@@ -249,15 +273,29 @@ fn print_predictions(predictions: &[fheml_circuits::Prediction], json: bool) -> 
     Ok(())
 }
 
+/// `key=value` options; one `--set` may hold several, comma-separated (`w_bits=4,a_bits=2`):
+/// a comma starts a new option only when `key=` follows it, so `hidden=32,16` stays one.
 fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>> {
-    settings
-        .iter()
-        .map(|s| {
-            s.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| CliError::Usage(format!("--set {s}: expected key=value")))
-        })
-        .collect()
+    let mut options = Vec::new();
+    for s in settings {
+        let mut parts: Vec<String> = Vec::new();
+        for piece in s.split(',') {
+            match parts.last_mut() {
+                Some(last) if !piece.contains('=') => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => parts.push(piece.to_string()),
+            }
+        }
+        for part in parts {
+            match part.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => options.push((k.trim().to_string(), v.trim().to_string())),
+                _ => return Err(CliError::Usage(format!("--set {s}: expected key=value"))),
+            }
+        }
+    }
+    Ok(options)
 }
 
 fn target_column(target: &Option<String>) -> TargetColumn<'_> {
@@ -276,6 +314,82 @@ fn read_features(path: &Path, feature_names: &[String]) -> Result<ndarray::Array
             detail: format!("{c} columns, the model takes {n} features ({})", feature_names.join(", ")),
         }),
     }
+}
+
+/// `inspect`'s lines for a neural network: layers with their shapes, bit widths, and the
+/// training hyperparameters of a trained MLP.
+fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'static str, String)> {
+    use fheml_models_nn::Layer;
+    let network = m.network();
+    let layers: Vec<String> = network
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let name = match l {
+                Layer::Activation(a) => a.name(),
+                other => other.name(),
+            };
+            format!("{name}{:?}", network.shape_after(i))
+        })
+        .collect();
+    let hidden: Vec<String> = network
+        .layers()
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| matches!(l, Layer::Dense { .. } | Layer::Conv2d { .. }))
+        .map(|(i, _)| network.shape_after(i).iter().product::<usize>().to_string())
+        .collect();
+    let input_bits: Vec<u8> = saved
+        .fhe
+        .model()
+        .inputs
+        .iter()
+        .flat_map(|i| i.quantizer.quantizers().iter().map(|q| q.n_bits().get()))
+        .collect();
+    let (lo, hi) = (input_bits.iter().min().copied().unwrap_or(0), input_bits.iter().max().copied().unwrap_or(0));
+    let q = m.settings();
+    let mut lines = vec![
+        ("network", layers.join(" > ")),
+        (
+            "layer sizes",
+            format!(
+                "{} inputs, hidden {}, {} outputs",
+                network.n_inputs(),
+                if hidden.len() > 1 { hidden[..hidden.len() - 1].join(",") } else { "none".to_string() },
+                network.n_outputs()
+            ),
+        ),
+        (
+            "quantization",
+            format!(
+                "inputs {} bits, weights {} bits, activations {} bits, accumulators {} ({:?} rounding)",
+                if lo == hi { lo.to_string() } else { format!("{lo}..{hi}") },
+                q.w_bits,
+                q.a_bits,
+                q.accumulator_bits.map_or("not rounded".to_string(), |b| format!("rounded to {b} bits")),
+                q.rounding
+            ),
+        ),
+    ];
+    match m.params() {
+        Some(p) => {
+            let p = p.get();
+            lines.push((
+                "training",
+                format!(
+                    "quantization-aware, {} activations, {} epochs, learning rate {}, batch size {}, seed {}",
+                    p.activation.name(),
+                    p.epochs,
+                    p.learning_rate,
+                    p.batch_size,
+                    p.seed
+                ),
+            ));
+        }
+        None => lines.push(("training", "imported, post-training quantization".to_string())),
+    }
+    lines
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -344,22 +458,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("model             {} ({} features)", saved.name, saved.feature_names.len());
             println!("circuit           {} nodes, values up to {}", circuit.nodes().len(), cost.max_value_bits);
             if let model_file::FloatModel::Nn(m) = &saved.float {
-                let layers: Vec<String> = m
-                    .network()
-                    .layers()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| format!("{}{:?}", l.name(), m.network().shape_after(i)))
-                    .collect();
-                let q = m.settings();
-                println!("network           {}", layers.join(" > "));
-                println!(
-                    "quantization      weights {} bits, activations {} bits, accumulators {} ({:?} rounding)",
-                    q.w_bits,
-                    q.a_bits,
-                    q.accumulator_bits.map_or("not rounded".to_string(), |b| format!("rounded to {b} bits")),
-                    q.rounding
-                );
+                for (label, text) in describe_network(m, &saved) {
+                    println!("{label:<17} {text}");
+                }
             }
             println!("fingerprint       {}", saved.fhe.compiled().fingerprint());
             println!("{}", saved.fhe.compiled().report());
@@ -431,7 +532,8 @@ fn run(cli: Cli) -> Result<()> {
             print_predictions(&remote.predict(x.view())?, json)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
-        Command::ImportOnnx { onnx, data, target, no_target, task, n_bits, settings, p_error, out } => {
+        Command::ImportOnnx { onnx, onnx_flag, data, target, no_target, task, n_bits, settings, p_error, out } => {
+            let onnx = onnx.or(onnx_flag).ok_or_else(|| CliError::Usage("import-onnx needs the ONNX file".into()))?;
             let column = if no_target { TargetColumn::None } else { target_column(&target) };
             let table = read_csv(&data, column)?;
             let config = FheConfig::params().p_error(p_error).check()?;
@@ -492,5 +594,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_settings;
+
+    #[test]
+    fn settings_split_on_commas_before_a_key() {
+        let parsed = parse_settings(&["hidden=32,16,epochs=5".into(), "w_bits=4, a_bits=2".into()]).unwrap();
+        let pairs: Vec<(&str, &str)> = parsed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("hidden", "32,16"), ("epochs", "5"), ("w_bits", "4"), ("a_bits", "2")]);
+        assert!(parse_settings(&["alpha".into()]).is_err());
+        assert!(parse_settings(&["=3".into()]).is_err());
     }
 }

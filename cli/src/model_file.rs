@@ -159,7 +159,17 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
             "w_bits" => quant.w_bits = value.parse().map_err(|_| bad())?,
             "a_bits" => quant.a_bits = value.parse().map_err(|_| bad())?,
             "accumulator_bits" => {
-                quant.accumulator_bits = if value == "none" { None } else { Some(value.parse().map_err(|_| bad())?) }
+                quant.accumulator_bits = match value.as_str() {
+                    "none" => None,
+                    v => match v.parse::<u32>() {
+                        Ok(b) if (1..=16).contains(&b) => Some(b),
+                        _ => {
+                            return Err(CliError::Usage(format!(
+                                "invalid value `{value}` for `accumulator_bits`: 1..=16 or none"
+                            )));
+                        }
+                    },
+                }
             }
             "rounding" => {
                 quant.rounding = match value.as_str() {
@@ -175,12 +185,8 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
             }
         }
     }
-    let classification = match (options.task, &table.y) {
-        (Some("classification"), _) => true,
-        (Some("regression"), _) => false,
-        (Some(other), _) => {
-            return Err(CliError::Usage(format!("unknown task `{other}`; use classification or regression")));
-        }
+    let classification = match (options.task.map(NnTask::from_name).transpose()?, &table.y) {
+        (Some(task), _) => task == NnTask::Classification,
         (None, Some(y)) => infer_task(y) == TaskKind::Classification,
         (None, None) => network.n_outputs() > 1,
     };
@@ -194,8 +200,24 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
             }
             None => (0..network.n_outputs()).map(|i| i as f64).collect(),
         };
+        if classes.len() != network.n_outputs() {
+            let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
+            return Err(CliError::Usage(format!(
+                "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed",
+                classes.len(),
+                shown.join(", "),
+                if classes.len() > 10 { ", ..." } else { "" },
+                network.n_outputs()
+            )));
+        }
         Task::Classification { classes }
     } else {
+        if network.n_outputs() != 1 {
+            return Err(CliError::Usage(format!(
+                "regression needs a network with one output, the ONNX model has {}",
+                network.n_outputs()
+            )));
+        }
         Task::Regression
     };
     let model = NnModel::from_network(network, table.x.view(), options.n_bits, quant, task)?;

@@ -38,7 +38,7 @@ pub(crate) fn ok(args: &[&str]) -> String {
 }
 
 /// Runs a command that must fail with a one-line error containing `needle`.
-fn fails(args: &[&str], needle: &str) {
+pub(crate) fn fails(args: &[&str], needle: &str) {
     let out = fheml(args);
     assert!(!out.status.success(), "{args:?} should fail");
     let err = String::from_utf8_lossy(&out.stderr);
