@@ -13,19 +13,15 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{NnError, Result};
 use crate::network::{Activation, Layer, Network};
-
-fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
-    let data = t.into_data().try_to_vec::<f32>().map_err(|e| NnError::Data(format!("reading a tensor: {e:?}")))?;
-    Ok(data.into_iter().map(f64::from).collect())
-}
+use crate::train::{cross_entropy, tensor_values};
 
 /// A burn `Linear` (weights `[d_in, d_out]`, `y = x·W + b`) as a dense layer.
 pub fn dense_from_burn(linear: &Linear) -> Result<Layer> {
     let [rows, cols] = linear.weight.val().dims();
-    let weight = Array2::from_shape_vec((rows, cols), values(linear.weight.val())?)
+    let weight = Array2::from_shape_vec((rows, cols), tensor_values(linear.weight.val())?)
         .map_err(|e| NnError::InvalidNetwork(e.to_string()))?;
     let bias = match &linear.bias {
-        Some(b) => Array1::from(values(b.val())?),
+        Some(b) => Array1::from(tensor_values(b.val())?),
         None => Array1::zeros(cols),
     };
     Ok(Layer::Dense { weight, bias })
@@ -44,10 +40,10 @@ pub fn conv_from_burn(conv: &Conv2d) -> Result<Layer> {
         }
     };
     let [o, i, kh, kw] = conv.weight.val().dims();
-    let weight = Array4::from_shape_vec((o, i, kh, kw), values(conv.weight.val())?)
+    let weight = Array4::from_shape_vec((o, i, kh, kw), tensor_values(conv.weight.val())?)
         .map_err(|e| NnError::InvalidNetwork(e.to_string()))?;
     let bias = match &conv.bias {
-        Some(b) => Array1::from(values(b.val())?),
+        Some(b) => Array1::from(tensor_values(b.val())?),
         None => Array1::zeros(o),
     };
     Ok(Layer::Conv2d { weight, bias, stride: conv.stride, padding })
@@ -143,13 +139,8 @@ pub fn train_small_cnn(setup: &CnnSetup, x: ArrayView2<f64>, y: ArrayView1<usize
                 batch.iter().flat_map(|&i| x.row(i).iter().map(|v| *v as f32).collect::<Vec<_>>()).collect();
             let images =
                 Tensor::<4>::from_data(TensorData::new(rows, [batch.len(), 1, setup.side, setup.side]), &device);
-            let mut onehot = vec![0f32; batch.len() * classes];
-            for (r, &i) in batch.iter().enumerate() {
-                onehot[r * classes + y[i]] = 1.0;
-            }
-            let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [batch.len(), classes]), &device);
-            let logits = model.forward(images);
-            let loss = -(activation::log_softmax(logits, 1) * onehot).sum() / batch.len() as f64;
+            let labels: Vec<usize> = batch.iter().map(|&i| y[i]).collect();
+            let loss = cross_entropy(model.forward(images), &labels, classes, &device);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(setup.learning_rate, model, grads);
         }

@@ -82,8 +82,20 @@ fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tenso
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
-fn to_vec(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.into_data().try_to_vec::<f32>().map_err(|e| NnError::Data(format!("reading a tensor: {e:?}")))
+/// The values of a tensor, row-major.
+pub(crate) fn tensor_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
+    let data = t.into_data().try_to_vec::<f32>().map_err(|e| NnError::Data(format!("reading a tensor: {e:?}")))?;
+    Ok(data.into_iter().map(f64::from).collect())
+}
+
+/// Mean cross-entropy of `logits` (`[rows, k]`) against one class index per row.
+pub(crate) fn cross_entropy(logits: Tensor<2>, labels: &[usize], k: usize, device: &Device) -> Tensor<1> {
+    let mut onehot = vec![0f32; labels.len() * k];
+    for (r, &c) in labels.iter().enumerate() {
+        onehot[r * k + c] = 1.0;
+    }
+    let onehot = tensor2(onehot, labels.len(), k, device);
+    -(activation::log_softmax(logits, 1) * onehot).sum() / labels.len() as f64
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -146,14 +158,14 @@ impl Trainer<'_> {
         let mut rounding = Vec::new();
         for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate().take(model.weights.len() - 1) {
             let [rows, cols] = w.val().dims();
-            let wv = to_vec(w.val())?;
-            let bv = to_vec(b.val())?;
+            let wv = tensor_values(w.val())?;
+            let bv = tensor_values(b.val())?;
             let (scale, ranges) = self.layer_inputs(l, rows)?;
-            let effective = Array2::from_shape_fn((rows, cols), |(i, j)| f64::from(wv[i * cols + j]) * scale[i]);
+            let effective = Array2::from_shape_fn((rows, cols), |(i, j)| wv[i * cols + j] * scale[i]);
             let (wq, scales) = quantize_columns(&effective, self.setup.settings.w_bits);
             let acc: Vec<Interval> = (0..cols)
                 .map(|j| {
-                    let (mut lo, mut hi) = ((f64::from(bv[j]) / scales[j]).round() as i64, 0i64);
+                    let (mut lo, mut hi) = ((bv[j] / scales[j]).round() as i64, 0i64);
                     hi += lo;
                     for i in 0..rows {
                         let (a, c) = (wq[[i, j]] * ranges[i].lo, wq[[i, j]] * ranges[i].hi);
@@ -237,12 +249,8 @@ fn initial_model(setup: &TrainingSetup, n_in: usize, n_out: usize, device: &Devi
 fn loss(logits: Tensor<2>, targets: &Targets, rows: &[usize], device: &Device) -> Tensor<1> {
     match targets {
         Targets::Classes(classes, k) => {
-            let mut onehot = vec![0f32; rows.len() * k];
-            for (r, &i) in rows.iter().enumerate() {
-                onehot[r * k + classes[i]] = 1.0;
-            }
-            let onehot = tensor2(onehot, rows.len(), *k, device);
-            -(activation::log_softmax(logits, 1) * onehot).sum() / rows.len() as f64
+            let labels: Vec<usize> = rows.iter().map(|&i| classes[i]).collect();
+            cross_entropy(logits, &labels, *k, device)
         }
         Targets::Values(values) => {
             let y = tensor2(rows.iter().map(|&i| values[i] as f32).collect(), rows.len(), 1, device);
@@ -316,9 +324,9 @@ fn network_of(
     let last = model.weights.len() - 1;
     for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
         let [rows, cols] = w.val().dims();
-        let weight = Array2::from_shape_vec((rows, cols), to_vec(w.val())?.into_iter().map(f64::from).collect())
+        let weight = Array2::from_shape_vec((rows, cols), tensor_values(w.val())?)
             .map_err(|e| NnError::InvalidNetwork(e.to_string()))?;
-        let bias = Array1::from(to_vec(b.val())?.into_iter().map(f64::from).collect::<Vec<_>>());
+        let bias = Array1::from(tensor_values(b.val())?);
         layers.push(Layer::Dense { weight, bias });
         activation_ranges.push(None);
         rounding.push(vec![]);
