@@ -10,7 +10,7 @@
 use burn::module::{Module, Param};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData, activation};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -337,9 +337,4 @@ fn network_of(
         }
     }
     Ok(Trained { network: Network::new(vec![n_in], layers)?, activation_ranges, rounding })
-}
-
-/// Float view of integer inputs for evaluation: `scale·(q - zero)` per row.
-pub fn scaled(inputs: ArrayView2<f64>, scale: &[f64]) -> Array2<f64> {
-    Array2::from_shape_fn(inputs.dim(), |(i, j)| inputs[[i, j]] * scale[j])
 }
