@@ -4,7 +4,7 @@
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 use crate::error::{CircuitError, Result};
-use crate::ir::{Circuit, Lut, Node, NodeId, Op, RoundingMode};
+use crate::ir::{Circuit, Lut, Node, NodeId, Op, OutputKind, RoundingMode};
 use crate::range::{Interval, WideInterval};
 
 /// The largest table a lookup may use (16-bit input).
@@ -16,6 +16,7 @@ pub struct CircuitBuilder {
     nodes: Vec<Node>,
     inputs: Vec<NodeId>,
     outputs: Vec<NodeId>,
+    output_kinds: Vec<OutputKind>,
 }
 
 fn shape_len(shape: &[usize]) -> usize {
@@ -345,10 +346,21 @@ impl CircuitBuilder {
         self.nodes.get(id.0).map_or(&[], |n| n.ranges.as_slice())
     }
 
-    /// Marks `x` as the next output.
+    /// Marks `x` as the next output, decrypted exactly.
     pub fn output(&mut self, x: NodeId) -> Result<()> {
+        self.output_as(x, OutputKind::Exact)
+    }
+
+    /// Marks `x` as the next output, a real value whose meaningful resolution is `step`
+    /// integers: the client may decrypt it with a small error (see [`OutputKind::Real`]).
+    pub fn output_real(&mut self, x: NodeId, step: u64) -> Result<()> {
+        self.output_as(x, OutputKind::Real { step: step.max(1) })
+    }
+
+    fn output_as(&mut self, x: NodeId, kind: OutputKind) -> Result<()> {
         self.get(x)?;
         self.outputs.push(x);
+        self.output_kinds.push(kind);
         Ok(())
     }
 
@@ -357,7 +369,7 @@ impl CircuitBuilder {
         if self.outputs.is_empty() {
             return Err(CircuitError::NoOutput);
         }
-        Ok(Circuit { nodes: self.nodes, inputs: self.inputs, outputs: self.outputs })
+        Ok(Circuit { nodes: self.nodes, inputs: self.inputs, outputs: self.outputs, output_kinds: self.output_kinds })
     }
 }
 

@@ -224,12 +224,32 @@ impl Node {
     }
 }
 
+/// How exactly the client needs one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OutputKind {
+    /// Decrypted exactly, at the compiled failure probability (labels, anything the client
+    /// compares as an integer).
+    #[default]
+    Exact,
+    /// A real value (score, logit, margin, regression value): the client may decrypt it with a
+    /// small error, measured in units of `step` integers (the value's own resolution). The
+    /// runtime bounds the error's standard deviation in those units instead of asking for
+    /// an exact decryption, so a wide accumulator does not size the whole circuit.
+    Real {
+        /// Integers per meaningful step of the value (at least 1).
+        step: u64,
+    },
+}
+
 /// A validated integer circuit. Build one with [`crate::CircuitBuilder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Circuit {
     pub(crate) nodes: Vec<Node>,
     pub(crate) inputs: Vec<NodeId>,
     pub(crate) outputs: Vec<NodeId>,
+    /// Per output, how exactly it is needed (missing entries: exact).
+    #[serde(default)]
+    pub(crate) output_kinds: Vec<OutputKind>,
 }
 
 impl Circuit {
@@ -251,6 +271,17 @@ impl Circuit {
     /// Output nodes, in output order.
     pub fn outputs(&self) -> &[NodeId] {
         &self.outputs
+    }
+
+    /// How exactly output `i` is needed.
+    pub fn output_kind(&self, i: usize) -> OutputKind {
+        self.output_kinds.get(i).copied().unwrap_or_default()
+    }
+
+    /// The same circuit with every output decrypted exactly (a user's `exact` request).
+    pub fn with_exact_outputs(mut self) -> Self {
+        self.output_kinds.clear();
+        self
     }
 
     /// Shapes of the inputs.

@@ -43,7 +43,7 @@ pub use builder::{CircuitBuilder, MAX_TABLE_BITS, round_shift};
 pub use clear::{ClearBackend, CountingBackend, evaluate_all_nodes, shape_inputs};
 pub use cost::{CostReport, LookupSite, lookup_source, propagate_variance, read_precision};
 pub use error::{CircuitError, Result};
-pub use ir::{Circuit, Lut, Node, NodeId, Op, RoundingMode, Table};
+pub use ir::{Circuit, Lut, Node, NodeId, Op, OutputKind, RoundingMode, Table};
 pub use model::{InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task};
 pub use range::{BitWidth, Interval, observed_ranges};
 pub use shared::{SharedReads, table_of};

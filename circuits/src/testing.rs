@@ -162,5 +162,5 @@ fn fallback_circuit() -> Circuit {
     let x = b.input(&[1], Interval::point(0));
     let _ = b.output(x);
     // A one-node circuit with an output always builds.
-    b.build().unwrap_or_else(|_| Circuit { nodes: vec![], inputs: vec![], outputs: vec![] })
+    b.build().unwrap_or_else(|_| Circuit { nodes: vec![], inputs: vec![], outputs: vec![], output_kinds: vec![] })
 }

@@ -41,6 +41,12 @@ pub struct EvalReport {
     pub eval_key_bytes: usize,
     /// Median per-sample latency in `mode` (quantize + encrypt + evaluate + decrypt), seconds.
     pub latency_s: f64,
+    /// Median time of one keyswitch + bootstrap on the chosen set, one thread (Execute), seconds.
+    pub bootstrap_s: f64,
+    /// Threads the server evaluation used.
+    pub threads: usize,
+    /// `latency ÷ (bootstraps × bootstrap_s ÷ threads)`: 1 when evaluation is bootstrap-bound.
+    pub bootstrap_bound_ratio: f64,
 }
 
 /// Accuracy or R².
@@ -95,7 +101,7 @@ pub fn evaluate(
     let rows = limit.unwrap_or(x.nrows()).min(x.nrows());
     let subset = x.slice(s![..rows, ..]);
     let report = fhe.compiled().report();
-    let (mut keygen_s, mut eval_key_bytes) = (0.0, 0);
+    let (mut keygen_s, mut eval_key_bytes, mut bootstrap_s) = (0.0, 0, 0.0);
     let mut latencies = Vec::with_capacity(rows);
     let predictions: Vec<f64> = match mode {
         Mode::Clear | Mode::Simulate => {
@@ -115,6 +121,9 @@ pub fn evaluate(
             let eval_key = compressed.decompress();
             keygen_s = start.elapsed().as_secs_f64();
             eval_key_bytes = if report.needs_evaluation_key { key_bytes.len() } else { 0 };
+            if report.needs_evaluation_key {
+                bootstrap_s = fhe.compiled().time_bootstrap(&eval_key, 9)?;
+            }
             let bar = (!quiet).then(|| progress(rows, "execute"));
             let mut out = Vec::with_capacity(rows);
             for row in subset.axis_iter(Axis(0)) {
@@ -137,6 +146,9 @@ pub fn evaluate(
         }
     };
     let agree = predictions.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows.max(1) as f64;
+    let threads = rayon::current_num_threads().max(1);
+    let latency_s = median(latencies);
+    let bound = report.bootstraps as f64 * bootstrap_s / threads as f64;
     Ok(EvalReport {
         metric: if classifier { "accuracy" } else { "r2" },
         float,
@@ -151,6 +163,9 @@ pub fn evaluate(
         parameters: report.parameter_set.clone(),
         keygen_s,
         eval_key_bytes,
-        latency_s: median(latencies),
+        latency_s,
+        bootstrap_s,
+        threads,
+        bootstrap_bound_ratio: if bound > 0.0 { latency_s / bound } else { f64::NAN },
     })
 }

@@ -26,6 +26,39 @@ use crate::model_file::{SavedModel, TrainOptions, read_limited, write_atomically
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// On a failure to find parameters, list every candidate set and why it failed.
+    #[arg(long, global = true)]
+    verbose: bool,
+}
+
+/// How a model is compiled for TFHE (shared by every command that compiles).
+#[derive(clap::Args, Debug, Clone)]
+struct CompileArgs {
+    /// Failure probability per table lookup (and per exactly decrypted output).
+    #[arg(long, default_value_t = 2f64.powi(-40))]
+    p_error: f64,
+    /// Parameter sets: `optimized` (generated for the circuit, vetted sets as candidates) or
+    /// `vetted` (tfhe-rs's vetted sets only).
+    #[arg(long = "params", default_value = "optimized")]
+    params: String,
+    /// Error budget of real-valued outputs (scores, logits, regression values): standard
+    /// deviation of the decrypted value, in steps of the output.
+    #[arg(long, default_value_t = fheml_fhe_runtime::plan::DEFAULT_OUTPUT_STD)]
+    output_std: f64,
+    /// Decrypt every output exactly, real-valued ones included.
+    #[arg(long)]
+    exact_outputs: bool,
+}
+
+impl CompileArgs {
+    fn config(&self) -> Result<FheConfig> {
+        Ok(FheConfig::params()
+            .p_error(self.p_error)
+            .parameter_mode(self.params.parse()?)
+            .output_std(self.output_std)
+            .exact_outputs(self.exact_outputs)
+            .check()?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -63,9 +96,8 @@ enum Command {
         /// learning_rate, ...; linear models: alpha, ...
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
-        /// Failure probability per table lookup.
-        #[arg(long, default_value_t = 2f64.powi(-40))]
-        p_error: f64,
+        #[command(flatten)]
+        compile: CompileArgs,
         /// Output model file.
         #[arg(long)]
         out: PathBuf,
@@ -197,9 +229,8 @@ enum Command {
         /// Input quantization bits.
         #[arg(long)]
         n_bits: Option<u8>,
-        /// Failure probability per table lookup.
-        #[arg(long, default_value_t = 2f64.powi(-40))]
-        p_error: f64,
+        #[command(flatten)]
+        compile: CompileArgs,
         /// Output model file.
         #[arg(long)]
         out: PathBuf,
@@ -243,9 +274,8 @@ enum Command {
         /// (`approximate` or `exact`), as `key=value` (repeatable, or comma-separated).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
-        /// Failure probability per table lookup.
-        #[arg(long, default_value_t = 2f64.powi(-40))]
-        p_error: f64,
+        #[command(flatten)]
+        compile: CompileArgs,
         /// Output model file.
         #[arg(long)]
         out: PathBuf,
@@ -395,12 +425,13 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart => quickstart::run(),
-        Command::Train { model, data, target, task, n_bits, settings, p_error, out } => {
+        Command::Train { model, data, target, task, n_bits, settings, compile, out } => {
             let table = read_csv(&data, target_column(&target))?;
-            let config = FheConfig::params().p_error(p_error).check()?;
+            let config = compile.config()?;
             let settings = parse_settings(&settings)?;
             let options = TrainOptions { model: &model, task: task.as_deref(), n_bits, settings: &settings, config };
-            let saved = model_file::train(&table, &options)?;
+            let mut saved = model_file::train(&table, &options)?;
+            estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             let report = saved.fhe.compiled().report();
             println!(
@@ -464,6 +495,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("fingerprint       {}", saved.fhe.compiled().fingerprint());
             println!("{}", saved.fhe.compiled().report());
+            if let Some(rate) = saved.fhe.expected_deviations() {
+                let what = if saved.is_classifier() { "label flips" } else { "changed predictions" };
+                println!(
+                    "vs Clear          {rate:.4} {what} per sample expected under encryption (simulated on the training rows)"
+                );
+            }
             Ok(())
         }
         Command::Keygen { model, out_dir } => {
@@ -532,11 +569,11 @@ fn run(cli: Cli) -> Result<()> {
             print_predictions(&remote.predict(x.view())?, json)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
-        Command::ImportOnnx { onnx, onnx_flag, data, target, no_target, task, n_bits, settings, p_error, out } => {
+        Command::ImportOnnx { onnx, onnx_flag, data, target, no_target, task, n_bits, settings, compile, out } => {
             let onnx = onnx.or(onnx_flag).ok_or_else(|| CliError::Usage("import-onnx needs the ONNX file".into()))?;
             let column = if no_target { TargetColumn::None } else { target_column(&target) };
             let table = read_csv(&data, column)?;
-            let config = FheConfig::params().p_error(p_error).check()?;
+            let config = compile.config()?;
             let settings = parse_settings(&settings)?;
             let options = model_file::OnnxImport {
                 table: &table,
@@ -545,7 +582,8 @@ fn run(cli: Cli) -> Result<()> {
                 settings: &settings,
                 config: &config,
             };
-            let saved = model_file::import_onnx(&onnx, &options)?;
+            let mut saved = model_file::import_onnx(&onnx, &options)?;
+            estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             println!(
                 "imported {} ({} layers, {} bootstraps per sample); saved {}",
@@ -559,9 +597,9 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::ImportXgboost { json, calibration, n_bits, p_error, out } => {
+        Command::ImportXgboost { json, calibration, n_bits, compile, out } => {
             let table = read_csv(&calibration, TargetColumn::None)?;
-            let config = FheConfig::params().p_error(p_error).check()?;
+            let config = compile.config()?;
             let mut saved = model_file::import_xgboost(&json, &table, n_bits, &config);
             if let Err(CliError::Usage(ref m)) = saved
                 && m.contains("features")
@@ -574,7 +612,8 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 saved = model_file::import_xgboost(&json, &trimmed, n_bits, &config);
             }
-            let saved = saved?;
+            let mut saved = saved?;
+            estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             println!(
                 "imported {} ({} bootstraps per sample); saved {}",
@@ -587,11 +626,30 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// How often encryption changes a prediction, simulated on (up to 500 of) the rows the model
+/// was built from; `inspect` reports it.
+fn estimate_deviations(saved: &mut SavedModel, table: &crate::data::Table) -> Result<()> {
+    let rows = table.x.nrows().min(500);
+    if rows > 0 && table.x.ncols() == saved.fhe.model().inputs.iter().map(|i| i.n_features()).sum::<usize>() {
+        saved.fhe.estimate_deviations(table.x.slice(ndarray::s![..rows, ..]), 4)?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            if let CliError::Fhe(fheml_fhe_runtime::FheError::NoParameters { candidates, .. }) = &e {
+                if verbose {
+                    eprintln!("candidates:\n{candidates}");
+                } else {
+                    eprintln!("(--verbose lists every candidate parameter set and why it failed)");
+                }
+            }
             ExitCode::FAILURE
         }
     }

@@ -11,9 +11,9 @@ use tfhe::shortint::{ClientKey as ShortintClientKey, CompressedServerKey, Server
 use crate::envelope::{self, Kind};
 use crate::error::{FheError, Result};
 use crate::fingerprint::Fingerprint;
-use crate::params::ParameterSetId;
+use crate::params::Parameters;
 use crate::plan::{CompileReport, FheConfig, Plan, plan};
-use crate::simulate::SimulatedBackend;
+use crate::simulate::{Noisy, SimulatedBackend};
 use crate::tfhe_backend::{Ct, TfheBackend};
 
 /// A circuit with its TFHE plan. Holds the model: it stays on the server; the client only
@@ -31,7 +31,7 @@ pub struct ClientSpec {
     /// The compiled circuit this spec belongs to.
     pub fingerprint: Fingerprint,
     /// The parameter set keys are generated for.
-    pub parameter_set: ParameterSetId,
+    pub parameter_set: Parameters,
     /// Whether the server needs an evaluation key.
     pub needs_evaluation_key: bool,
     /// Per input: shape, admissible range and `log2 Δ` of every element.
@@ -44,7 +44,7 @@ pub struct ClientSpec {
 #[derive(Serialize, Deserialize)]
 pub struct ClientKey {
     fingerprint: Fingerprint,
-    parameter_set: ParameterSetId,
+    parameter_set: Parameters,
     pub(crate) key: ShortintClientKey,
 }
 
@@ -103,7 +103,7 @@ impl CompiledCircuit {
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
         let bytes =
-            bincode::serde::encode_to_vec((&circuit, &plan.parameter_set, &plan.deltas), bincode::config::standard())
+            bincode::serde::encode_to_vec((&circuit, &plan.parameters, &plan.deltas), bincode::config::standard())
                 .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
         Ok(Self { fingerprint: Fingerprint::of(&bytes), circuit, plan })
     }
@@ -132,7 +132,7 @@ impl CompiledCircuit {
     pub fn client_spec(&self) -> ClientSpec {
         ClientSpec {
             fingerprint: self.fingerprint,
-            parameter_set: self.plan.parameter_set,
+            parameter_set: self.plan.parameters,
             needs_evaluation_key: self.plan.report.needs_evaluation_key,
             inputs: self
                 .circuit
@@ -166,8 +166,8 @@ impl CompiledCircuit {
         if self.plan.report.needs_evaluation_key && key.key.is_none() {
             return Err(FheError::MissingEvaluationKey);
         }
-        let params = self.plan.parameter_set.set().params;
-        let lwe_size = LweSize(self.plan.parameter_set.set().big_lwe_dimension() + 1);
+        let params = self.plan.parameters.set().params;
+        let lwe_size = LweSize(self.plan.parameters.set().big_lwe_dimension() + 1);
         let backend = TfheBackend {
             circuit: &self.circuit,
             deltas: &self.plan.deltas,
@@ -199,9 +199,43 @@ impl CompiledCircuit {
         Ok(EncryptedOutputs { fingerprint: self.fingerprint, samples })
     }
 
+    /// Median wall time of one keyswitch + bootstrap with `key` on this circuit's parameters,
+    /// on the calling thread (`repeats` runs): the unit that a bootstrap-bound evaluation
+    /// of `bootstraps` lookups on `t` threads should take `bootstraps × this ÷ t` of.
+    pub fn time_bootstrap(&self, key: &EvaluationKey, repeats: usize) -> Result<f64> {
+        self.check_key("evaluation key", &key.fingerprint)?;
+        let server_key = key.key.as_ref().ok_or(FheError::MissingEvaluationKey)?;
+        let params = self.plan.parameters.set().params;
+        let lwe = LweCiphertextOwned::new(
+            0u64,
+            LweSize(params.glwe_dimension.0 * params.polynomial_size.0 + 1),
+            params.ciphertext_modulus,
+        );
+        let ct = tfhe::shortint::Ciphertext::new(
+            lwe,
+            tfhe::shortint::ciphertext::Degree::new(0),
+            tfhe::shortint::ciphertext::NoiseLevel::NOMINAL,
+            params.message_modulus,
+            params.carry_modulus,
+            tfhe::shortint::parameters::AtomicPatternKind::Standard(
+                tfhe::shortint::parameters::PBSOrder::KeyswitchBootstrap,
+            ),
+        );
+        let lut = server_key.generate_lookup_table(|x| x);
+        let mut times: Vec<f64> = (0..repeats.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let _ = std::hint::black_box(server_key.apply_lookup_table(std::hint::black_box(&ct), &lut));
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
     /// Checks the packed list's geometry and expands its masks.
     fn unpack_check(&self, spec: &ClientSpec, inputs: &EncryptedInputs) -> Result<GlweCiphertextListOwned<u64>> {
-        let params = self.plan.parameter_set.set().params;
+        let params = self.plan.parameters.set().params;
         let n = params.polynomial_size.0;
         let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
         let expected = (inputs.samples.saturating_mul(per_sample)).div_ceil(n).max(1);
@@ -230,7 +264,7 @@ impl CompiledCircuit {
         start: usize,
         lwe_size: LweSize,
     ) -> Result<Vec<Tensor<Ct>>> {
-        let params = self.plan.parameter_set.set().params;
+        let params = self.plan.parameters.set().params;
         let n = params.polynomial_size.0;
         let mut next = start;
         spec.inputs
@@ -254,9 +288,18 @@ impl CompiledCircuit {
             .collect()
     }
 
-    /// Simulation: clear evaluation with bootstrap errors injected at the compiled failure
-    /// probabilities; `seed` makes it reproducible.
+    /// Simulation: clear evaluation carrying sampled noise beside every value (see
+    /// [`SimulatedBackend`]): lookup failures, approximate-rounding flips and real-valued
+    /// output errors happen as under encryption; `seed` makes it reproducible.
     pub fn simulate(&self, batch: &[Vec<Vec<i64>>], seed: u64) -> Result<Vec<Vec<Vec<i64>>>> {
+        let noisy = self.simulate_noisy(batch, seed)?;
+        Ok(noisy.into_iter().map(|s| s.into_iter().map(|o| o.iter().map(Noisy::decrypt).collect()).collect()).collect())
+    }
+
+    /// Simulation before decryption: per sample, per output, each element's clear value
+    /// and the noise it carries (in units of the output).
+    pub fn simulate_noisy(&self, batch: &[Vec<Vec<i64>>], seed: u64) -> Result<Vec<Vec<Vec<Noisy>>>> {
+        let noise = self.plan.parameters.set().noise_model();
         batch
             .par_iter()
             .enumerate()
@@ -264,9 +307,20 @@ impl CompiledCircuit {
                 let backend = SimulatedBackend {
                     circuit: &self.circuit,
                     plan: &self.plan,
+                    noise,
                     seed: splitmix(seed ^ splitmix(i as u64)),
                 };
-                let outs = evaluate(&self.circuit, &backend, shape_inputs(&self.circuit, sample)?)?;
+                let inputs = shape_inputs(&self.circuit, sample)?
+                    .into_iter()
+                    .zip(self.circuit.inputs())
+                    .map(|(tensor, id)| {
+                        let values: Vec<Noisy> =
+                            tensor.iter().enumerate().map(|(e, v)| backend.encrypt(*id, e, *v)).collect();
+                        ArrayD::from_shape_vec(tensor.raw_dim(), values)
+                            .map_err(|e| FheError::BadInput(format!("input shape: {e}")))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let outs = evaluate(&self.circuit, &backend, inputs)?;
                 Ok(outs.into_iter().map(|t| t.iter().copied().collect()).collect())
             })
             .collect()
@@ -284,6 +338,7 @@ impl CompiledCircuit {
         if header != me.fingerprint {
             return Err(FheError::Format { what: "model", detail: "fingerprint does not match the content".into() });
         }
+        me.plan.parameters.validate()?;
         Ok(me)
     }
 }
@@ -309,6 +364,12 @@ impl ClientSpec {
             ClientKey { fingerprint: self.fingerprint, parameter_set: self.parameter_set, key },
             CompressedEvaluationKey { fingerprint: self.fingerprint, key: server },
         )
+    }
+
+    /// Checks a spec read from an untrusted file: its parameter set must be bounded and
+    /// secure (see [`crate::generated::check_security`]) before any key is made.
+    pub fn validate(&self) -> Result<()> {
+        self.parameter_set.validate()
     }
 
     fn check(&self, what: &'static str, found: &Fingerprint) -> Result<()> {
@@ -459,7 +520,7 @@ impl EncryptedInputs {
 
 impl ClientKey {
     /// The parameter set of this key.
-    pub fn parameter_set(&self) -> ParameterSetId {
+    pub fn parameter_set(&self) -> Parameters {
         self.parameter_set
     }
 }

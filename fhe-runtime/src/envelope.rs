@@ -14,7 +14,7 @@ use crate::fingerprint::Fingerprint;
 
 const MAGIC: &[u8; 6] = b"FHEML\0";
 // 2: plans carry many-LUT groups (`Plan::shared`), reports and configs their fields.
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
 const HEADER_LEN: usize = 6 + 1 + 1 + 32 + 8 + 32;
 
 /// What an envelope holds.

@@ -10,9 +10,15 @@ pub enum FheError {
     /// The circuit itself is malformed or failed in clear evaluation.
     #[error(transparent)]
     Circuit(#[from] CircuitError),
-    /// No vetted parameter set evaluates the circuit within the requested failure probability.
-    #[error("no parameter set fits: {0}")]
-    NoParameters(String),
+    /// No parameter set, generated or vetted, evaluates the circuit within the requested
+    /// failure probability and output error.
+    #[error("no parameter set fits: {why}")]
+    NoParameters {
+        /// One sentence: the tightest lookup or output, and what to change.
+        why: String,
+        /// Each candidate considered and why it failed, one per line (for `--verbose`).
+        candidates: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -1,8 +1,11 @@
 //! fheml's TFHE runtime: runs any [`fheml_circuits::Circuit`] on encrypted inputs.
 //!
-//! [`CompiledCircuit::compile`] picks encodings and the cheapest vetted tfhe-rs parameter
-//! set that meets the requested failure probability ([`FheConfig`]), and reports the
-//! choice before any key exists. The client generates keys from the [`ClientSpec`],
+//! [`CompiledCircuit::compile`] picks encodings and the cheapest parameter set that meets
+//! the requested failure probability and output error budget ([`FheConfig`]): one generated
+//! for the circuit by the [`optimizer`] (dimensions and decompositions searched, noise fixed
+//! at tfhe-rs's secure minimum, see [`generated`]) or one of tfhe-rs's vetted sets, whichever
+//! is cheaper. Real-valued outputs ([`fheml_circuits::OutputKind::Real`]) decrypt within a
+//! standard-deviation budget instead of exactly. The choice is reported before any key exists. The client generates keys from the [`ClientSpec`],
 //! encrypts, the server [`CompiledCircuit::run`]s with the evaluation key only, and the
 //! client decrypts. Leveled-only circuits need no evaluation key at all.
 //!
@@ -30,8 +33,10 @@ mod compiled;
 mod envelope;
 mod error;
 mod fingerprint;
+pub mod generated;
 mod model;
 pub mod noise;
+pub mod optimizer;
 pub mod params;
 pub mod plan;
 mod simulate;
@@ -47,8 +52,9 @@ pub use compiled::{
 pub use envelope::{Kind, open, peek_fingerprint, seal};
 pub use error::{FheError, Result};
 pub use fingerprint::Fingerprint;
+pub use generated::GeneratedParameters;
 pub use model::{FheModel, Mode};
-pub use params::{NoiseModel, ParameterSet, ParameterSetId};
-pub use plan::{CompileReport, FheConfig, FheConfigParams, Plan, ReadSpec};
-pub use simulate::SimulatedBackend;
+pub use params::{NoiseModel, ParameterSet, ParameterSetId, Parameters};
+pub use plan::{CompileReport, FheConfig, FheConfigParams, OutputReport, ParameterMode, Plan, ReadSpec};
+pub use simulate::{Noisy, SimulatedBackend};
 pub use tfhe_backend::{Ct, TfheBackend};

@@ -41,13 +41,17 @@ pub struct FheModel {
     compiled: CompiledCircuit,
     #[serde(skip)]
     keys: OnceLock<(ClientKey, EvaluationKey)>,
+    /// Expected predictions per sample that differ from Clear's under encryption, estimated
+    /// by [`FheModel::estimate_deviations`] (classifiers: label flips).
+    #[serde(default)]
+    deviations: Option<f64>,
 }
 
 impl FheModel {
     /// Compiles a lowered model for TFHE.
     pub fn compile(model: ModelCircuit, config: &FheConfig) -> Result<Self> {
         let compiled = CompiledCircuit::compile(model.circuit.clone(), config)?;
-        Ok(Self { model, compiled, keys: OnceLock::new() })
+        Ok(Self { model, compiled, keys: OnceLock::new(), deviations: None })
     }
 
     /// The lowered model (circuit, encodings, decoding).
@@ -94,6 +98,30 @@ impl FheModel {
                 client.decrypt(client_key, &answer)
             }
         }
+    }
+
+    /// Estimates how often a prediction under encryption differs from Clear's (a label flip
+    /// for a classifier; any change of the decrypted value for a regressor), by simulating
+    /// `draws` noisy evaluations of every row of `x`: lookup failures, approximate-rounding
+    /// flips and real-valued output errors, with their correlations. Kept in the model
+    /// ([`FheModel::expected_deviations`]).
+    pub fn estimate_deviations(&mut self, x: ArrayView2<f64>, draws: usize) -> Result<f64> {
+        let clear = self.predict(x, Mode::Clear)?;
+        let rows = x.nrows().max(1);
+        let mut changed = 0usize;
+        for draw in 0..draws.max(1) {
+            let inputs = self.encode(x)?;
+            let noisy = self.decode(&self.compiled.simulate(&inputs, 0x5eed ^ draw as u64)?)?;
+            changed += noisy.iter().zip(&clear).filter(|(a, b)| a.value != b.value).count();
+        }
+        let rate = changed as f64 / (rows * draws.max(1)) as f64;
+        self.deviations = Some(rate);
+        Ok(rate)
+    }
+
+    /// Predictions per sample expected to differ from Clear's under encryption, if estimated.
+    pub fn expected_deviations(&self) -> Option<f64> {
+        self.deviations
     }
 
     /// Predictions for each row of float features in `mode`.

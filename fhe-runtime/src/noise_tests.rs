@@ -31,7 +31,7 @@ fn lookup_circuit() -> CompiledCircuit {
 #[test]
 fn fresh_leveled_and_bootstrap_noise_match_the_model() {
     let compiled = lookup_circuit();
-    let set = compiled.plan().parameter_set.set();
+    let set = compiled.plan().parameters.set();
     let model = set.noise_model();
     let client = compiled.client_spec();
     let (client_key, eval_key) = client.keygen();
@@ -93,4 +93,68 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
     let ratio = variance(&errors) / model.bootstrap_output;
     // The formula is tfhe-rs's estimate for these parameters: the measurement must not exceed it.
     assert!((0.2..1.5).contains(&ratio), "bootstrap output variance ratio {ratio}");
+}
+
+/// A generated set's keyswitch and bootstrap output noise, measured on real keys, against
+/// tfhe-rs's formulas the optimizer relies on (tfhe-rs's own noise checks allow 1/16 on the
+/// variance over many more samples; a few hundred samples leave ~10% sampling error here).
+#[test]
+fn generated_set_noise_matches_tfhe_rs_formulas() {
+    use crate::generated::keyswitch_variance;
+    use crate::optimizer::{Constraint, optimize};
+    use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
+    use tfhe::shortint::client_key::atomic_pattern::AtomicPatternClientKey;
+
+    // A 2-bit read behind a weight 2-norm of 3 at 2^-40: what a small tree needs.
+    let tolerated = (0.5 * 2f64.powi(-3) / 7.1).powi(2);
+    let need = Constraint { bootstrap: 9.0 / tolerated, fresh: 0.0, keyswitch: 1.0 / tolerated };
+    let (set, _) = (10..=12).find_map(|log2_n| optimize(log2_n, &[need])).unwrap();
+    let params = set.to_tfhe();
+    crate::generated::check_security(&params).unwrap();
+    let noise = set.noise_model();
+    let client = tfhe::shortint::ClientKey::new(params);
+    let server = tfhe::shortint::ServerKey::new(&client);
+    let (AtomicPatternClientKey::Standard(ck), AtomicPatternServerKey::Standard(sk)) =
+        (&client.atomic_pattern, &server.atomic_pattern)
+    else {
+        panic!("standard atomic pattern expected");
+    };
+    let big = client.encryption_key();
+    let small = ck.small_lwe_secret_key();
+
+    // Keyswitch: fresh encryptions of 0 under the large key, switched to the small one.
+    let mut generator = EncryptionRandomGenerator::<DefaultRandomGenerator>::new(
+        tfhe::core_crypto::seeders::new_seeder().seed(),
+        tfhe::core_crypto::seeders::new_seeder().as_mut(),
+    );
+    let errors: Vec<f64> = (0..400)
+        .map(|_| {
+            let mut ct = LweCiphertextOwned::new(0u64, big.lwe_dimension().to_lwe_size(), params.ciphertext_modulus);
+            encrypt_lwe_ciphertext(&big, &mut ct, Plaintext(0), params.glwe_noise_distribution, &mut generator);
+            let mut out = LweCiphertextOwned::new(0u64, small.lwe_dimension().to_lwe_size(), params.ciphertext_modulus);
+            keyswitch_lwe_ciphertext(&sk.key_switching_key, &ct, &mut out);
+            torus_error(decrypt_lwe_ciphertext(&small, &out).0, 0)
+        })
+        .collect();
+    let predicted = noise.fresh
+        + keyswitch_variance(
+            set.glwe_dimension * set.polynomial_size,
+            set.lwe_dimension,
+            set.ks_base_log,
+            set.ks_level,
+        );
+    let ratio = variance(&errors) / predicted;
+    assert!((0.7..1.4).contains(&ratio), "keyswitch variance ratio {ratio} ({})", set.name());
+
+    // Bootstrap output: identity table on a 1-bit message.
+    let lut = server.generate_lookup_table(|x| x);
+    let delta = 1u64 << 62;
+    let errors: Vec<f64> = (0..300u64)
+        .map(|i| {
+            let out = server.apply_lookup_table(&client.encrypt(i % 2), &lut);
+            torus_error(decrypt_lwe_ciphertext(&big, &out.ct).0, (i % 2) * delta)
+        })
+        .collect();
+    let ratio = variance(&errors) / noise.bootstrap_output;
+    assert!((0.3..1.4).contains(&ratio), "bootstrap output variance ratio {ratio} ({})", set.name());
 }

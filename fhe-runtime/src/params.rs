@@ -16,6 +16,7 @@ use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::{
 };
 use tfhe::shortint::parameters::{ClassicPBSParameters, DynamicDistribution, v1_6, v1_8};
 
+use crate::generated::GeneratedParameters;
 use crate::noise::erfc_inverse;
 
 /// Identifies one candidate parameter set.
@@ -103,19 +104,49 @@ pub enum ParameterSetId {
     G1C6P128,
 }
 
-/// One vetted parameter set with what the runtime needs to know about it.
-#[derive(Debug, Clone, Copy)]
+/// Which parameter set a circuit runs on: one of tfhe-rs's vetted sets, or one generated
+/// for the circuit (see [`crate::generated`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Parameters {
+    /// A vetted tfhe-rs set.
+    Vetted(ParameterSetId),
+    /// A set generated for the circuit by the optimizer.
+    Generated(GeneratedParameters),
+}
+
+impl Parameters {
+    /// The parameter set.
+    pub fn set(&self) -> ParameterSet {
+        match self {
+            Parameters::Vetted(id) => id.set(),
+            Parameters::Generated(g) => {
+                ParameterSet { id: *self, name: g.name(), params: g.to_tfhe(), cost: g.cost(), max_norm2: None }
+            }
+        }
+    }
+
+    /// Checks a set read from an untrusted file: bounded dimensions, secure noise.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        if let Parameters::Generated(g) = self {
+            g.validate()?;
+        }
+        crate::generated::check_security(&self.set().params)
+    }
+}
+
+/// One parameter set with what the runtime needs to know about it.
+#[derive(Debug, Clone)]
 pub struct ParameterSet {
     /// Which set.
-    pub id: ParameterSetId,
-    /// tfhe-rs's name for it.
-    pub name: &'static str,
+    pub id: Parameters,
+    /// tfhe-rs's name for it (or the generated set's own).
+    pub name: String,
     /// The parameters themselves.
     pub params: ClassicPBSParameters,
     /// tfhe-rs's algorithmic cost estimate (relative bootstrap cost).
     pub cost: f64,
-    /// Maximal 2-norm at the design point, as documented.
-    pub max_norm2: f64,
+    /// Maximal 2-norm at the design point, as documented (vetted sets only).
+    pub max_norm2: Option<f64>,
 }
 
 const ALL: [ParameterSetId; 40] = [
@@ -413,14 +444,13 @@ impl ParameterSetId {
                 127.0,
             ),
         };
-        ParameterSet { id: self, name, params, cost, max_norm2 }
+        ParameterSet { id: Parameters::Vetted(self), name: name.to_string(), params, cost, max_norm2: Some(max_norm2) }
     }
 }
 
 fn t_uniform_variance(distribution: DynamicDistribution<u64>) -> f64 {
     match distribution {
-        // (2^(2b+1) + 1) / 6 on Z/2^64, normalised to the unit torus.
-        DynamicDistribution::TUniform(t) => ((2f64.powi(2 * t.bound_log2() as i32 + 1) + 1.0) / 6.0) * 2f64.powi(-128),
+        DynamicDistribution::TUniform(t) => crate::generated::t_uniform_variance(t.bound_log2()),
         DynamicDistribution::Gaussian(g) => g.standard_dev().0.powi(2),
     }
 }
@@ -449,8 +479,14 @@ impl ParameterSet {
         2f64.powf(self.params.log2_p_fail)
     }
 
-    /// The noise model derived from the documented design point (see the module doc).
+    /// The noise model: for a vetted set, derived from its documented design point (see the
+    /// module doc); for a generated set, tfhe-rs's formulas.
     pub fn noise_model(&self) -> NoiseModel {
+        let max_norm2 = match (&self.id, self.max_norm2) {
+            (Parameters::Vetted(_), Some(norm)) => norm,
+            (Parameters::Generated(g), _) => return g.noise_model(),
+            (Parameters::Vetted(_), None) => 1.0,
+        };
         let p = &self.params;
         let formula = match p.glwe_noise_distribution {
             DynamicDistribution::TUniform(_) => pbs_variance_132_bits_security_tuniform_fft_mul,
@@ -470,7 +506,7 @@ impl ParameterSet {
         // bootstrap fails when the noise passes half a box.
         let half_box = 2f64.powi(-(self.design_bits() as i32) - 2);
         let total_std = half_box / (std::f64::consts::SQRT_2 * erfc_inverse(self.documented_p_fail()));
-        let rest = total_std.powi(2) - self.max_norm2.powi(2) * bootstrap_output;
+        let rest = total_std.powi(2) - max_norm2.powi(2) * bootstrap_output;
         NoiseModel {
             bootstrap_output,
             fresh: t_uniform_variance(p.glwe_noise_distribution),
@@ -491,6 +527,17 @@ impl ParameterSet {
         let (n, k, big_n) = (p.lwe_dimension.0 as u64, p.glwe_dimension.0 as u64, p.polynomial_size.0 as u64);
         let ksk = (k * big_n) * p.ks_level.0 as u64 * (n + 1) * 8;
         let bsk = n * p.pbs_level.0 as u64 * (k + 1) * (k + 1) * big_n * 8;
+        ksk + bsk
+    }
+
+    /// Bytes of the evaluation key in its seeded form (masks regenerated from a seed): the
+    /// bootstrapping key keeps one body polynomial per GLWE row, the keyswitching key one
+    /// body per row.
+    pub fn compressed_key_bytes(&self) -> u64 {
+        let p = &self.params;
+        let (n, k, big_n) = (p.lwe_dimension.0 as u64, p.glwe_dimension.0 as u64, p.polynomial_size.0 as u64);
+        let ksk = (k * big_n) * p.ks_level.0 as u64 * 8;
+        let bsk = n * p.pbs_level.0 as u64 * (k + 1) * big_n * 8;
         ksk + bsk
     }
 

@@ -36,13 +36,36 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use fheml_circuits::{
-    BitWidth, Circuit, ElementRef, FusedRounding, Interval, NodeId, Op, RoundingMode, SharedReads, lookup_source,
-    materialised_rounds, propagate_variance,
+    BitWidth, Circuit, ElementRef, FusedRounding, Interval, NodeId, Op, OutputKind, RoundingMode, SharedReads,
+    lookup_source, materialised_rounds, propagate_variance,
 };
 
 use crate::error::{FheError, Result};
-use crate::noise::{log2_probability, two_sided_tail};
-use crate::params::{NoiseModel, ParameterSetId};
+use crate::noise::{erfc_inverse, log2_probability, two_sided_tail};
+use crate::optimizer::{Constraint, optimize, undominated};
+use crate::params::{NoiseModel, ParameterSet, ParameterSetId, Parameters};
+
+/// Where parameter sets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ParameterMode {
+    /// Sets generated for the circuit by the optimizer, and the vetted sets: the cheapest
+    /// that fits wins (a generated set never costs more than the best vetted one).
+    #[default]
+    Optimized,
+    /// Only tfhe-rs's vetted sets (`--params vetted`).
+    Vetted,
+}
+
+impl std::str::FromStr for ParameterMode {
+    type Err = FheError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "optimized" | "optimize" | "auto" => Ok(ParameterMode::Optimized),
+            "vetted" => Ok(ParameterMode::Vetted),
+            other => Err(FheError::Config(format!("unknown parameter mode `{other}`; use optimized or vetted"))),
+        }
+    }
+}
 
 /// What the user asks of compilation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,11 +75,24 @@ pub struct FheConfig {
     candidates: Vec<ParameterSetId>,
     #[serde(default = "yes")]
     many_lut: bool,
+    #[serde(default)]
+    parameters: ParameterMode,
+    #[serde(default = "default_output_std")]
+    output_std: f64,
+    #[serde(default)]
+    exact_outputs: bool,
 }
 
 fn yes() -> bool {
     true
 }
+
+fn default_output_std() -> f64 {
+    DEFAULT_OUTPUT_STD
+}
+
+/// Default error budget of a real-valued output: its standard deviation, in steps.
+pub const DEFAULT_OUTPUT_STD: f64 = 0.25;
 
 impl Default for FheConfig {
     fn default() -> Self {
@@ -65,6 +101,9 @@ impl Default for FheConfig {
             global_p_error: None,
             candidates: ParameterSetId::all().to_vec(),
             many_lut: true,
+            parameters: ParameterMode::Optimized,
+            output_std: DEFAULT_OUTPUT_STD,
+            exact_outputs: false,
         }
     }
 }
@@ -75,12 +114,13 @@ pub struct FheConfigParams(FheConfig);
 
 impl FheConfig {
     /// Starts from the defaults: `p_error = 2^-40` per lookup (Concrete ML's default), no
-    /// global bound, every vetted parameter set a candidate.
+    /// global bound, parameters optimized for the circuit (vetted sets as candidates too),
+    /// real-valued outputs within a quarter step.
     pub fn params() -> FheConfigParams {
         FheConfigParams::default()
     }
 
-    /// Failure probability allowed per table lookup (and per decrypted output element).
+    /// Failure probability allowed per table lookup (and per exact output element).
     pub fn p_error(&self) -> f64 {
         self.p_error
     }
@@ -93,6 +133,21 @@ impl FheConfig {
     /// Whether lookups of one value may share a bootstrap (many-LUT).
     pub fn many_lut(&self) -> bool {
         self.many_lut
+    }
+
+    /// Where parameter sets come from.
+    pub fn parameter_mode(&self) -> ParameterMode {
+        self.parameters
+    }
+
+    /// Largest standard deviation of a real-valued output's decryption error, in its steps.
+    pub fn output_std(&self) -> f64 {
+        self.output_std
+    }
+
+    /// Whether every output is decrypted exactly, real-valued ones included.
+    pub fn exact_outputs(&self) -> bool {
+        self.exact_outputs
     }
 }
 
@@ -109,9 +164,17 @@ impl FheConfigParams {
         self
     }
 
-    /// Restricts the parameter sets considered (e.g. to force 2^-128 sets).
+    /// Restricts compilation to these vetted parameter sets (e.g. to force 2^-128 sets);
+    /// implies [`ParameterMode::Vetted`].
     pub fn candidates(mut self, ids: &[ParameterSetId]) -> Self {
         self.0.candidates = ids.to_vec();
+        self.0.parameters = ParameterMode::Vetted;
+        self
+    }
+
+    /// Optimized parameters (the default) or vetted sets only.
+    pub fn parameter_mode(mut self, mode: ParameterMode) -> Self {
+        self.0.parameters = mode;
         self
     }
 
@@ -119,6 +182,19 @@ impl FheConfigParams {
     /// same rounding sharing one bootstrap where the noise budget allows.
     pub fn many_lut(mut self, allow: bool) -> Self {
         self.0.many_lut = allow;
+        self
+    }
+
+    /// Error budget of real-valued outputs: the largest standard deviation of the decrypted
+    /// value, in units of the output's step, in `(0, 8]` (default 0.25).
+    pub fn output_std(mut self, std: f64) -> Self {
+        self.0.output_std = std;
+        self
+    }
+
+    /// Decrypts every output exactly, as if none were real-valued.
+    pub fn exact_outputs(mut self, exact: bool) -> Self {
+        self.0.exact_outputs = exact;
         self
     }
 
@@ -135,6 +211,9 @@ impl FheConfigParams {
         }
         if c.candidates.is_empty() {
             return Err(FheError::Config("no candidate parameter set".into()));
+        }
+        if !(c.output_std > 0.0 && c.output_std <= 8.0) {
+            return Err(FheError::Config(format!("output_std must lie in (0, 8] steps, got {}", c.output_std)));
         }
         Ok(c)
     }
@@ -348,7 +427,10 @@ pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
 #[derive(Debug, Clone, PartialEq)]
 struct Evaluation {
     max_lookup_p: f64,
+    /// Largest failure probability of an exact output element.
     max_output_p: f64,
+    /// Largest error std of a real-valued output element, in its steps.
+    max_output_steps: f64,
     global_p: f64,
     /// For simulation: per node element, the noise standard deviation at that bootstrap's
     /// input, in units of the value it reads.
@@ -358,6 +440,18 @@ struct Evaluation {
     group_p: Vec<f64>,
     /// Expected one-step deviations of approximate roundings per evaluation.
     rounding_deviations: f64,
+    /// Expected real-valued output elements decrypted one unit or more off, per evaluation.
+    output_deviations: f64,
+    /// The tightest lookup: (node, element, resolved bits, noise std in units of the read).
+    worst_lookup: Option<(NodeId, usize, u32, f64)>,
+}
+
+/// Whether output `i` must decrypt exactly, and the step a real-valued one is measured in.
+fn output_step(circuit: &Circuit, i: usize, exact_outputs: bool) -> Option<u64> {
+    match circuit.output_kind(i) {
+        OutputKind::Real { step } if !exact_outputs => Some(step.max(1)),
+        _ => None,
+    }
 }
 
 /// Probability that an approximate rounding comes out one step off: the dropped bits put
@@ -383,6 +477,7 @@ fn evaluate_candidate(
     noise: &NoiseModel,
     materialised: &[bool],
     shared: &SharedReads,
+    exact_outputs: bool,
 ) -> std::result::Result<Evaluation, String> {
     let var = propagate_variance(circuit, |node, e| {
         let source = match circuit.node(node).op {
@@ -394,6 +489,7 @@ fn evaluate_candidate(
     });
     let mut sink_std: Vec<Vec<f64>> = circuit.nodes().iter().map(|n| vec![0.0; n.len()]).collect();
     let (mut max_lookup_p, mut global_p, mut rounding_deviations) = (0f64, 0f64, 0f64);
+    let mut worst_lookup: Option<(NodeId, usize, u32, f64)> = None;
     let mut group_p = vec![0f64; shared.len()];
     for (node, e, source, spec) in bootstrap_inputs(circuit, materialised, shared) {
         if spec.resolved_bits() + 1 > noise.log2_polynomial_size {
@@ -410,6 +506,9 @@ fn evaluate_candidate(
         let p = two_sided_tail(half_box, variance);
         rounding_deviations += rounding_deviation(&spec, variance);
         sink_std[node.0][e] = variance.sqrt();
+        if p > max_lookup_p || worst_lookup.is_none() {
+            worst_lookup = Some((node, e, spec.resolved_bits(), variance.sqrt() / (2.0 * half_box)));
+        }
         max_lookup_p = max_lookup_p.max(p);
         if let Some(g) = shared.group_of(ElementRef { node, index: e }) {
             group_p[g] = group_p[g].max(p);
@@ -421,24 +520,59 @@ fn evaluate_candidate(
         global_p += p;
     }
     let mut output_std: Vec<Vec<f64>> = Vec::new();
-    let mut max_output_p = 0f64;
-    for out in circuit.outputs() {
+    let (mut max_output_p, mut max_output_steps, mut output_deviations) = (0f64, 0f64, 0f64);
+    for (i, out) in circuit.outputs().iter().enumerate() {
         let stds: Vec<f64> = var[out.0].iter().map(|v| v.sqrt()).collect();
         for v in &var[out.0] {
             let p = two_sided_tail(0.5, *v);
-            max_output_p = max_output_p.max(p);
-            global_p += p;
+            match output_step(circuit, i, exact_outputs) {
+                None => {
+                    max_output_p = max_output_p.max(p);
+                    global_p += p;
+                }
+                Some(step) => {
+                    max_output_steps = max_output_steps.max(v.sqrt() / step as f64);
+                    output_deviations += p;
+                }
+            }
         }
         output_std.push(stds);
     }
-    Ok(Evaluation { max_lookup_p, max_output_p, global_p, sink_std, output_std, group_p, rounding_deviations })
+    Ok(Evaluation {
+        max_lookup_p,
+        max_output_p,
+        max_output_steps,
+        global_p,
+        sink_std,
+        output_std,
+        group_p,
+        rounding_deviations,
+        output_deviations,
+        worst_lookup,
+    })
+}
+
+/// How one output is decrypted, and with what error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputReport {
+    /// Decrypted exactly (at `p_error`) rather than as a real value.
+    pub exact: bool,
+    /// Integers per step of a real-valued output (1 for exact ones).
+    pub step: u64,
+    /// Largest standard deviation of an element's decryption error, in integers.
+    pub error_std: f64,
+    /// Largest probability that an element decrypts off its clear value.
+    pub p_off: f64,
 }
 
 /// What compilation decided, reported before any key is generated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompileReport {
-    /// Chosen parameter set (tfhe-rs name).
+    /// Chosen parameter set (tfhe-rs name, or the generated set's).
     pub parameter_set: String,
+    /// Whether the set was generated for this circuit (rather than a vetted tfhe-rs set).
+    #[serde(default)]
+    pub generated: bool,
     /// Whether the server needs bootstrapping keys.
     pub needs_evaluation_key: bool,
     /// Bootstraps per evaluation (a many-LUT bootstrap counts once).
@@ -460,10 +594,17 @@ pub struct CompileReport {
     pub p_error: f64,
     /// Largest failure probability of one lookup with the chosen parameters.
     pub lookup_p_error: f64,
-    /// Largest failure probability of one decrypted output element.
+    /// Largest failure probability of one exactly decrypted output element.
     pub output_p_error: f64,
-    /// Failure probability of one whole evaluation (sum over lookups and outputs).
+    /// Failure probability of one whole evaluation (sum over lookups and exact outputs).
     pub global_p_error: f64,
+    /// Per output: exact or real-valued, and its decryption error.
+    #[serde(default)]
+    pub outputs: Vec<OutputReport>,
+    /// Expected real-valued output elements per sample that decrypt one unit (or more) off
+    /// their clear value.
+    #[serde(default)]
+    pub output_deviations: f64,
     /// LWE dimension of the exchanged ciphertexts.
     pub ciphertext_dimension: usize,
     /// Input ciphertexts per sample.
@@ -472,10 +613,16 @@ pub struct CompileReport {
     pub output_ciphertexts: usize,
     /// Uncompressed evaluation key size in bytes (0 without lookups).
     pub evaluation_key_bytes: u64,
+    /// Compressed (seeded) evaluation key size in bytes: what is sent and stored.
+    #[serde(default)]
+    pub compressed_key_bytes: u64,
     /// Expected number of approximate roundings per evaluation that come out one step off
     /// their clear value (noise near a rounding boundary); 0 without approximate roundings.
     #[serde(default)]
     pub rounding_deviations: f64,
+    /// Estimated time of one keyswitch + bootstrap on one thread, in seconds.
+    #[serde(default)]
+    pub bootstrap_seconds: f64,
     /// Expected server time per sample, in seconds, with `threads` threads.
     pub expected_seconds: f64,
     /// Threads the estimate assumes.
@@ -484,7 +631,8 @@ pub struct CompileReport {
 
 impl std::fmt::Display for CompileReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "parameters        {}", self.parameter_set)?;
+        let origin = if self.generated { " (generated for this circuit)" } else { "" };
+        writeln!(f, "parameters        {}{origin}", self.parameter_set)?;
         writeln!(
             f,
             "bootstraps        {} per sample (max {} , 2-norm {:.1})",
@@ -507,19 +655,56 @@ impl std::fmt::Display for CompileReport {
         }
         writeln!(
             f,
-            "failure prob.     lookup 2^{:.1}, output 2^{:.1}, per evaluation 2^{:.1} (asked 2^{:.1} per lookup)",
+            "failure prob.     lookup 2^{:.1}, exact output 2^{:.1}, per evaluation 2^{:.1} (asked 2^{:.1} per lookup)",
             log2_probability(self.lookup_p_error),
             log2_probability(self.output_p_error),
             log2_probability(self.global_p_error),
             log2_probability(self.p_error)
         )?;
+        for (i, o) in self.outputs.iter().enumerate() {
+            if o.exact {
+                writeln!(
+                    f,
+                    "output {i}          exact, error std {:.2e}, off with p 2^{:.1}",
+                    o.error_std,
+                    log2_probability(o.p_off)
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "output {i}          real, step {}, error std {:.3} ({:.3} steps), one unit off with p {:.2e}",
+                    o.step,
+                    o.error_std,
+                    o.error_std / o.step as f64,
+                    o.p_off
+                )?;
+            }
+        }
+        if self.output_deviations > 0.0 {
+            writeln!(
+                f,
+                "output deviations {:.3} elements one unit off Clear expected per sample",
+                self.output_deviations
+            )?;
+        }
         writeln!(
             f,
             "ciphertexts       {} in, {} out (LWE dimension {})",
             self.input_ciphertexts, self.output_ciphertexts, self.ciphertext_dimension
         )?;
-        writeln!(f, "evaluation key    {:.1} MiB", self.evaluation_key_bytes as f64 / (1 << 20) as f64)?;
-        write!(f, "expected time     {:.3} s per sample on {} threads", self.expected_seconds, self.threads)
+        writeln!(
+            f,
+            "evaluation key    {:.1} MiB compressed, {:.1} MiB expanded on the server",
+            self.compressed_key_bytes as f64 / (1 << 20) as f64,
+            self.evaluation_key_bytes as f64 / (1 << 20) as f64
+        )?;
+        write!(
+            f,
+            "expected time     {:.3} s per sample on {} threads ({:.1} ms per bootstrap)",
+            self.expected_seconds,
+            self.threads,
+            self.bootstrap_seconds * 1e3
+        )
     }
 }
 
@@ -527,7 +712,7 @@ impl std::fmt::Display for CompileReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Chosen parameter set.
-    pub parameter_set: ParameterSetId,
+    pub parameters: Parameters,
     /// `log2 Δ` of every element of every node.
     pub deltas: Vec<Vec<u32>>,
     /// Noise std at each bootstrap input, in units of the value read (simulation).
@@ -550,7 +735,7 @@ impl Plan {
 
 /// What one parameter set gives, with the groups it fuses.
 struct Feasible {
-    set: crate::params::ParameterSet,
+    set: ParameterSet,
     shared: SharedReads,
     deltas: Vec<Vec<u32>>,
     eval: Evaluation,
@@ -569,6 +754,158 @@ fn fitting_groups(circuit: &Circuit, all: &SharedReads, log2_polynomial_size: u3
     })
 }
 
+/// The failure probability each lookup (and exact output) may have: `p_error`, or less when a
+/// global bound shared by all of them is tighter.
+fn per_site_p(circuit: &Circuit, config: &FheConfig, bootstraps: usize) -> f64 {
+    let exact_outputs: usize = circuit
+        .outputs()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| output_step(circuit, *i, config.exact_outputs).is_none())
+        .map(|(_, o)| circuit.node(*o).len())
+        .sum();
+    match config.global_p_error {
+        Some(g) => config.p_error.min(g / (bootstraps + exact_outputs).max(1) as f64),
+        None => config.p_error,
+    }
+}
+
+/// The circuit's noise requirements under `shared`, for the optimizer, and the smallest
+/// polynomial size (log2) its reads allow.
+fn constraints(
+    circuit: &Circuit,
+    shared: &SharedReads,
+    materialised: &[bool],
+    config: &FheConfig,
+    p: f64,
+) -> (Vec<Constraint>, u32) {
+    let deltas = assign_deltas(circuit, shared);
+    let unit = |node: NodeId, e: usize| 2f64.powi(2 * (64 - deltas[node.0][e] as i32));
+    let is_input = |node: NodeId| matches!(circuit.node(node).op, Op::Input { .. });
+    let bootstrap = propagate_variance(circuit, |node, e| if is_input(node) { 0.0 } else { unit(node, e) });
+    let fresh = propagate_variance(circuit, |node, e| if is_input(node) { unit(node, e) } else { 0.0 });
+    // P(|N(0, v)| > b) <= p  <=>  v <= b² / (2 erfc⁻¹(p)²).
+    let z2 = 2.0 * erfc_inverse(p).powi(2);
+    let mut all = Vec::new();
+    let mut min_log2 = 1;
+    for (_, e, source, spec) in bootstrap_inputs(circuit, materialised, shared) {
+        min_log2 = min_log2.max(spec.resolved_bits() + 1);
+        let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
+        let tolerated = half_box * half_box / z2;
+        let sink_unit = 2f64.powi(2 * (spec.width + spec.slot_bits) as i32 + 2);
+        all.push(Constraint {
+            bootstrap: bootstrap[source.0][e] / tolerated,
+            fresh: fresh[source.0][e] / tolerated,
+            keyswitch: sink_unit / tolerated,
+        });
+    }
+    for (i, out) in circuit.outputs().iter().enumerate() {
+        let tolerated = match output_step(circuit, i, config.exact_outputs) {
+            None => 0.25 / z2,
+            Some(step) => (config.output_std * step as f64).powi(2),
+        };
+        for e in 0..circuit.node(*out).len() {
+            all.push(Constraint {
+                bootstrap: bootstrap[out.0][e] / tolerated,
+                fresh: fresh[out.0][e] / tolerated,
+                keyswitch: 0.0,
+            });
+        }
+    }
+    (undominated(all), min_log2)
+}
+
+/// The cheapest generated set for the circuit (with and without many-LUT fusion), if any.
+fn generated_candidate(
+    circuit: &Circuit,
+    all_shared: &SharedReads,
+    materialised: &[bool],
+    config: &FheConfig,
+    sites: usize,
+) -> Option<ParameterSet> {
+    let p = per_site_p(circuit, config, sites);
+    let plain = constraints(circuit, &SharedReads::none(), materialised, config, p);
+    let mut best: Option<(ParameterSet, f64)> = None;
+    let mut consider = |set: crate::generated::GeneratedParameters, cost: f64, bootstraps: usize| {
+        let total = cost * bootstraps as f64;
+        if best.as_ref().is_none_or(|(_, b)| total < *b) {
+            best = Some((Parameters::Generated(set).set(), total));
+        }
+    };
+    let mut fused_cache: Option<(SharedReads, (Vec<Constraint>, u32))> = None;
+    let (low, high) = crate::generated::bounds::LOG2_POLYNOMIAL_SIZE;
+    for log2_n in low.max(plain.1)..=high {
+        if let Some((set, cost)) = optimize(log2_n, &plain.0) {
+            consider(set, cost, sites);
+        }
+        if all_shared.is_empty() {
+            continue;
+        }
+        let shared = fitting_groups(circuit, all_shared, log2_n);
+        if shared.is_empty() {
+            continue;
+        }
+        let fused = match &fused_cache {
+            Some((cached, c)) if *cached == shared => c.clone(),
+            _ => {
+                let c = constraints(circuit, &shared, materialised, config, p);
+                fused_cache = Some((shared.clone(), c.clone()));
+                c
+            }
+        };
+        if fused.1 <= log2_n
+            && let Some((set, cost)) = optimize(log2_n, &fused.0)
+        {
+            consider(set, cost, sites - shared.bootstraps_saved());
+        }
+    }
+    best.map(|(set, _)| set)
+}
+
+/// One sentence on why nothing fits: the tightest lookup or output and what to change.
+fn why_nothing_fits(circuit: &Circuit, config: &FheConfig, materialised: &[bool]) -> String {
+    let cost = circuit.cost();
+    let widest = cost.lookups.iter().max_by_key(|l| l.precision);
+    let noisiest = cost.lookups.iter().max_by(|a, b| a.norm2.total_cmp(&b.norm2));
+    let too_wide = widest.filter(|l| l.precision.0 + 1 > crate::generated::bounds::LOG2_POLYNOMIAL_SIZE.1);
+    let _ = materialised;
+    if let Some(l) = too_wide {
+        return format!(
+            "lookup node {} reads {}, more than any bootstrap resolves; round its accumulator (accumulator_bits) or use fewer bits",
+            l.node, l.precision
+        );
+    }
+    let exact_wide = circuit
+        .outputs()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| output_step(circuit, *i, config.exact_outputs).is_none())
+        .map(|(i, o)| (i, circuit.node(*o).range()))
+        .max_by_key(|(_, r)| r.span_bits());
+    match (widest, noisiest) {
+        (Some(w), Some(n)) => format!(
+            "the widest lookup (node {}, {}) and the noisiest (node {}, {} behind a weight 2-norm of {:.1}) need more than any secure set gives at p_error 2^{:.1}{}; use fewer bits (w_bits, a_bits, n_bits), a smaller accumulator_bits or a smaller layer, or a larger p_error",
+            w.node,
+            w.precision,
+            n.node,
+            n.precision,
+            n.norm2,
+            log2_probability(config.p_error),
+            exact_wide
+                .map(|(i, r)| format!(" (output {i} is decrypted exactly over {} bits)", r.span_bits()))
+                .unwrap_or_default()
+        ),
+        _ => match exact_wide {
+            Some((i, r)) => format!(
+                "output {i} must decrypt exactly over {} bits at p_error 2^{:.1}; declare it real-valued, use fewer bits or a larger p_error",
+                r.span_bits(),
+                log2_probability(config.p_error)
+            ),
+            None => "no real-valued output meets its error budget; raise output_std or use fewer bits".to_string(),
+        },
+    }
+}
+
 /// Chooses encodings, the shared reads to fuse and the cheapest parameter set meeting
 /// `config` (smallest `bootstraps × cost`; without lookups, the smallest ciphertexts).
 pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
@@ -577,7 +914,10 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     let materialised = materialised_rounds(circuit);
     let all_shared = if config.many_lut { SharedReads::find(circuit) } else { SharedReads::none() };
     let needs_bootstrap = sites > 0;
-    let mut candidates: Vec<_> = config.candidates.iter().map(|id| id.set()).collect();
+    let mut candidates: Vec<ParameterSet> = config.candidates.iter().map(|id| id.set()).collect();
+    if needs_bootstrap && config.parameters == ParameterMode::Optimized {
+        candidates.extend(generated_candidate(circuit, &all_shared, &materialised, config, sites));
+    }
     // Without lookups only encryption matters: the smallest ciphertexts win.
     if needs_bootstrap {
         candidates.sort_by(|a, b| a.cost.total_cmp(&b.cost));
@@ -587,6 +927,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     let meets = |eval: &Evaluation| {
         eval.max_lookup_p <= config.p_error
             && eval.max_output_p <= config.p_error
+            && eval.max_output_steps <= config.output_std
             && config.global_p_error.is_none_or(|g| eval.global_p <= g)
     };
     let mut reasons = Vec::new();
@@ -603,7 +944,8 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         let mut shared = fitting_groups(circuit, &all_shared, noise.log2_polynomial_size);
         let found = loop {
             let deltas = assign_deltas(circuit, &shared);
-            let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised, &shared) {
+            let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised, &shared, config.exact_outputs)
+            {
                 Ok(e) => e,
                 Err(why) => {
                     reasons.push(format!("{}: {why}", set.name));
@@ -612,14 +954,21 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
             };
             if meets(&eval) {
                 let bootstraps = sites - shared.bootstraps_saved();
-                break Some(Feasible { set, shared, deltas, eval, bootstraps });
+                break Some(Feasible { set: set.clone(), shared, deltas, eval, bootstraps });
             }
             if shared.is_empty() {
+                let worst = eval
+                    .worst_lookup
+                    .map(|(node, e, bits, std)| {
+                        format!(" (node {node} element {e}: {bits} bits read with noise std {std:.3} boxes)")
+                    })
+                    .unwrap_or_default();
                 reasons.push(format!(
-                    "{}: lookup failure 2^{:.1}, output failure 2^{:.1}",
+                    "{}: lookup failure 2^{:.1}{worst}, exact output failure 2^{:.1}, real output error {:.2} steps",
                     set.name,
                     log2_probability(eval.max_lookup_p),
-                    log2_probability(eval.max_output_p)
+                    log2_probability(eval.max_output_p),
+                    eval.max_output_steps
                 ));
                 break None;
             }
@@ -639,7 +988,10 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         }
     }
     let Some(Feasible { set, shared, deltas, eval, bootstraps }) = best else {
-        return Err(FheError::NoParameters(reasons.join("; ")));
+        return Err(FheError::NoParameters {
+            why: why_nothing_fits(circuit, config, &materialised),
+            candidates: reasons.join("\n"),
+        });
     };
     let threads = rayon::current_num_threads().max(1);
     let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
@@ -651,8 +1003,25 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         .map(|s| BitWidth(s.resolved_bits()))
         .max()
         .unwrap_or(BitWidth(0));
+    let outputs = circuit
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let stds = &eval.output_std[i];
+            let error_std = stds.iter().copied().fold(0.0, f64::max);
+            let step = output_step(circuit, i, config.exact_outputs);
+            OutputReport {
+                exact: step.is_none(),
+                step: step.unwrap_or(1),
+                error_std,
+                p_off: two_sided_tail(0.5, error_std * error_std),
+            }
+        })
+        .collect();
     let report = CompileReport {
-        parameter_set: set.name.to_string(),
+        parameter_set: set.name.clone(),
+        generated: matches!(set.id, Parameters::Generated(_)),
         needs_evaluation_key: needs_bootstrap,
         bootstraps,
         lookups: sites,
@@ -664,13 +1033,17 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         lookup_p_error: eval.max_lookup_p,
         output_p_error: eval.max_output_p,
         global_p_error: eval.global_p,
+        outputs,
+        output_deviations: eval.output_deviations,
         ciphertext_dimension: set.big_lwe_dimension(),
         input_ciphertexts,
         output_ciphertexts,
         evaluation_key_bytes: if needs_bootstrap { set.evaluation_key_bytes() } else { 0 },
+        compressed_key_bytes: if needs_bootstrap { set.compressed_key_bytes() } else { 0 },
         rounding_deviations: eval.rounding_deviations,
+        bootstrap_seconds: set.bootstrap_seconds(),
         expected_seconds: bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
         threads,
     };
-    Ok(Plan { parameter_set: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, shared, report })
+    Ok(Plan { parameters: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, shared, report })
 }

@@ -1,49 +1,99 @@
-//! Simulation: clear integer evaluation that injects bootstrap errors with the
-//! probabilities of the compiled parameters (seeded, deterministic).
+//! Simulation: clear integer evaluation that carries a sampled noise beside every value, as
+//! a ciphertext does (seeded, deterministic).
 //!
-//! At every bootstrap the simulator adds Gaussian noise with the standard deviation the
-//! noise analysis predicts at that bootstrap's input and reads the box the noisy value
-//! falls in, exactly as the accumulator would: errors (and approximate-rounding flips near
-//! box edges) happen with the same probability as under encryption.
+//! Every value is the clear integer plus a noise in units of its own message. Fresh inputs
+//! start with a Gaussian sample of the encryption noise; leveled operations combine the
+//! noises with the same integer weights as the values, so noises that share an ancestor stay
+//! correlated exactly as under encryption; a bootstrap adds the keyswitch and modulus-switch
+//! noise to what it reads, reads the box the noisy value falls in (approximate-rounding
+//! flips near box edges and failures happen with the same probability as under
+//! encryption), and starts its output with a fresh sample of the bootstrap-output noise.
+//! Outputs decrypt to the nearest integer of value + noise, so real-valued outputs show the
+//! error the compile report states.
 //!
-//! A many-LUT group (lookups of one value sharing one bootstrap) draws its noise once, at
-//! its leader: every table of the group reads the same noisy box, as under encryption. A
-//! read that overflows its slice lands in the neighbouring table's boxes (or wraps,
-//! negated, past the end of the polynomial), as the accumulator would; the neighbour's
-//! entry is then taken in the reading table's own scale.
+//! A many-LUT group (lookups of one value sharing one bootstrap) reads once, at its leader:
+//! every table of the group reads the same noisy box, as under encryption. A read that
+//! overflows its slice lands in the neighbouring table's boxes (or wraps, negated, past the
+//! end of the polynomial), as the accumulator would; the neighbour's entry is then taken in
+//! the reading table's own scale.
 
-use fheml_circuits::{Backend, Circuit, CircuitError, ElementRef, FusedRounding, SharedReads, Table};
+use fheml_circuits::{Backend, Circuit, CircuitError, ElementRef, FusedRounding, NodeId, SharedReads, Table};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::params::NoiseModel;
 use crate::plan::{Plan, ReadSpec};
+
+/// A simulated ciphertext: the clear value and its noise, in units of its message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noisy {
+    /// The clear value.
+    pub value: i64,
+    /// The noise, in units of the value.
+    pub noise: f64,
+}
+
+impl Noisy {
+    /// What decryption gives: the nearest integer of value + noise.
+    pub fn decrypt(&self) -> i64 {
+        self.value.saturating_add(self.noise.round() as i64)
+    }
+}
+
+/// Where a noise sample is drawn: separate streams for one element's different noises.
+#[derive(Clone, Copy)]
+enum Draw {
+    Fresh = 1,
+    Read = 2,
+    Output = 3,
+}
 
 /// The simulating backend for one sample.
 pub struct SimulatedBackend<'a> {
     pub(crate) circuit: &'a Circuit,
     pub(crate) plan: &'a Plan,
+    pub(crate) noise: NoiseModel,
     pub(crate) seed: u64,
 }
 
 impl SimulatedBackend<'_> {
-    fn gaussian(&self, out: ElementRef, std: f64) -> f64 {
+    fn gaussian(&self, out: ElementRef, draw: Draw, std: f64) -> f64 {
         if std <= 0.0 {
             return 0.0;
         }
-        let stream = self.seed ^ ((out.node.0 as u64) << 40) ^ (out.index as u64);
+        let stream = self.seed ^ ((draw as u64) << 60) ^ ((out.node.0 as u64) << 32) ^ (out.index as u64);
         let mut rng = ChaCha8Rng::seed_from_u64(stream);
         // Box–Muller.
         let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.r#gen());
         std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 
+    /// Scale of an element on the unit torus.
+    fn delta(&self, node: NodeId, e: usize) -> f64 {
+        2f64.powi(self.plan.deltas[node.0][e] as i32 - 64)
+    }
+
+    /// A fresh encryption of `value` as input element `e` of `node`.
+    pub fn encrypt(&self, node: NodeId, e: usize, value: i64) -> Noisy {
+        let std = self.noise.fresh.sqrt() / self.delta(node, e);
+        Noisy { value, noise: self.gaussian(ElementRef { node, index: e }, Draw::Fresh, std) }
+    }
+
+    /// A bootstrap's result: `value` with a fresh sample of the bootstrap-output noise.
+    fn bootstrapped(&self, out: ElementRef, value: i64) -> Noisy {
+        let std = self.noise.bootstrap_output.sqrt() / self.delta(out.node, out.index);
+        Noisy { value, noise: self.gaussian(out, Draw::Output, std) }
+    }
+
     /// The box a noisy read of `x` lands in, counted from the first box of the polynomial
     /// (outside `0..2^resolved_bits` when the noise wraps past the padding bit).
-    fn noisy_box(&self, x: i64, spec: &ReadSpec, out: ElementRef) -> i64 {
-        let std = self.plan.sink_std[out.node.0][out.index];
+    fn noisy_box(&self, x: &Noisy, spec: &ReadSpec, out: ElementRef) -> i64 {
+        // Keyswitch and modulus switch, in units of the read message.
+        let switch_std =
+            self.noise.keyswitch_and_modulus_switch.sqrt() * 2f64.powi((spec.width + spec.slot_bits) as i32 + 1);
         // Approximate roundings read half a unit higher (see the TFHE backend's sink).
         let shift = if spec.width > spec.read_bits { 0.5 } else { 0.0 };
-        let c = (x - spec.offset) as f64 + shift + self.gaussian(out, std);
+        let c = (x.value - spec.offset) as f64 + shift + x.noise + self.gaussian(out, Draw::Read, switch_std);
         let unit = 2f64.powi((spec.width - spec.read_bits) as i32);
         let b = (c / unit).round() as i64;
         // Exactly half a box below zero still rounds into box 0 (the box is centred).
@@ -67,21 +117,29 @@ impl SimulatedBackend<'_> {
 }
 
 impl Backend for SimulatedBackend<'_> {
-    type Value = i64;
+    type Value = Noisy;
     type Error = CircuitError;
 
-    fn linear(&self, terms: &[(i64, &i64)], constant: i64, out: ElementRef) -> Result<i64, CircuitError> {
-        terms
+    fn linear(&self, terms: &[(i64, &Noisy)], constant: i64, out: ElementRef) -> Result<Noisy, CircuitError> {
+        let value = terms
             .iter()
-            .try_fold(constant, |acc, (w, v)| w.checked_mul(**v).and_then(|p| acc.checked_add(p)))
-            .ok_or(CircuitError::Overflow { node: out.node })
+            .try_fold(constant, |acc, (w, v)| w.checked_mul(v.value).and_then(|p| acc.checked_add(p)))
+            .ok_or(CircuitError::Overflow { node: out.node })?;
+        let noise = terms.iter().map(|(w, v)| *w as f64 * v.noise).sum();
+        Ok(Noisy { value, noise })
     }
 
-    fn lookup(&self, x: &i64, table: &Table, _r: Option<FusedRounding>, out: ElementRef) -> Result<i64, CircuitError> {
+    fn lookup(
+        &self,
+        x: &Noisy,
+        table: &Table,
+        _r: Option<FusedRounding>,
+        out: ElementRef,
+    ) -> Result<Noisy, CircuitError> {
         let spec = self.spec(out)?;
-        let (slot, entry, negated) = Self::resolve(self.noisy_box(*x, &spec, out), 0, &spec);
+        let (slot, entry, negated) = Self::resolve(self.noisy_box(x, &spec, out), 0, &spec);
         let v = if slot == 0 { table.get(spec.table_index(entry)).unwrap_or(0) } else { 0 };
-        Ok(if negated { -v } else { v })
+        Ok(self.bootstrapped(out, if negated { -v } else { v }))
     }
 
     fn shared_reads(&self) -> Option<&SharedReads> {
@@ -90,27 +148,28 @@ impl Backend for SimulatedBackend<'_> {
 
     fn many_lookup(
         &self,
-        x: &i64,
+        x: &Noisy,
         tables: &[&Table],
         _r: Option<FusedRounding>,
         outs: &[ElementRef],
-    ) -> Result<Vec<i64>, CircuitError> {
+    ) -> Result<Vec<Noisy>, CircuitError> {
         let leader = *outs.first().ok_or(CircuitError::NoOutput)?;
         let spec = self.spec(leader)?;
-        let b = self.noisy_box(*x, &spec, leader);
+        let b = self.noisy_box(x, &spec, leader);
         Ok((0..tables.len())
-            .map(|j| {
+            .zip(outs)
+            .map(|(j, out)| {
                 let (slot, entry, negated) = Self::resolve(b, j, &spec);
                 let v = tables.get(slot).and_then(|t| t.get(spec.table_index(entry))).unwrap_or(0);
-                if negated { -v } else { v }
+                self.bootstrapped(*out, if negated { -v } else { v })
             })
             .collect())
     }
 
-    fn round(&self, x: &i64, _r: FusedRounding, out: ElementRef) -> Result<i64, CircuitError> {
+    fn round(&self, x: &Noisy, _r: FusedRounding, out: ElementRef) -> Result<Noisy, CircuitError> {
         let spec = self.spec(out)?;
-        let (_, entry, negated) = Self::resolve(self.noisy_box(*x, &spec, out), 0, &spec);
+        let (_, entry, negated) = Self::resolve(self.noisy_box(x, &spec, out), 0, &spec);
         let v = spec.table_index(entry);
-        Ok(if negated { -v } else { v })
+        Ok(self.bootstrapped(out, if negated { -v } else { v }))
     }
 }

@@ -76,7 +76,8 @@ pub fn lower(
     let x = builder.input_with_ranges(&[p], ranges)?;
     let accumulator = builder.matmul(x, integer_weights)?;
     let scores = builder.add_const(accumulator, Array1::from(constants).into_dyn())?;
-    builder.output(scores)?;
+    // Scores are real values: a one-unit error is far below the score's float resolution.
+    builder.output_real(scores, 1)?;
     Ok(ModelCircuit {
         circuit: builder.build()?,
         inputs: vec![InputSpec { quantizer: inputs, encoding: InputEncoding::Quantized }],

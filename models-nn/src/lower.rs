@@ -26,6 +26,11 @@ use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
 use crate::error::{NnError, Result};
 use crate::network::{Activation, Layer, Network};
 
+/// Significant bits a network's outputs (logits, regression values) keep under encryption:
+/// the runtime bounds their decryption error in units of `2^(width - 8)`, like Concrete ML's
+/// default 8-bit accumulators; narrower outputs are decrypted to the unit.
+pub const OUTPUT_RESOLUTION_BITS: u32 = 8;
+
 /// Bit widths and rounding of the lowered network.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantSettings {
@@ -521,7 +526,10 @@ pub fn lower(
             Layer::Reshape(to) => lowering.reshape(x, to)?,
         };
     }
-    lowering.b.output(x.node)?;
+    // Logits and regression values are real: they keep OUTPUT_RESOLUTION_BITS significant
+    // bits, so a wide last-layer accumulator does not force an exact decryption.
+    let width = lowering.b.node_range(x.node).span_bits().0;
+    lowering.b.output_real(x.node, 1u64 << width.saturating_sub(OUTPUT_RESOLUTION_BITS))?;
     let circuit = lowering.b.build()?;
     let (output_scale, output_offset) = (decoding.scale, decoding.offset);
     let output = OutputSpec {

@@ -236,7 +236,13 @@ pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, L
     if !sum_in_fhe {
         out = b.reshape(out, &[n_trees, n_out])?;
     }
-    b.output(out)?;
+    // Vote counts are compared as integers (ties included): exact. Margins and regression
+    // values are real: one unit of error is one quantization step of a leaf value.
+    if q.post == fheml_circuits::PostProcessing::Argmax {
+        b.output(out)?;
+    } else {
+        b.output_real(out, 1)?;
+    }
     let circuit = b.build()?;
 
     let offset = if sum_in_fhe {

@@ -26,7 +26,10 @@ pub(crate) fn case(family: &str, classification: bool) -> Option<Case> {
             Case { family: "forest", model: "forest", settings: &["n_estimators=20", "max_depth=4"], n_bits: "6" }
         }
         "gbdt" => Case { family: "gbdt", model: "gbdt", settings: &["n_estimators=20", "max_depth=3"], n_bits: "6" },
+        // Concrete ML's architecture: `cargo xtask bench` adds two hidden layers of 4x the features.
         "mlp" => Case { family: "mlp", model: "mlp", settings: &["w_bits=3", "a_bits=3"], n_bits: "3" },
+        // fheml's own default network (one hidden layer of 16): a different model, its own row.
+        "mlp-small" => Case { family: "mlp-small", model: "mlp", settings: &["w_bits=3", "a_bits=3"], n_bits: "3" },
         _ => return None,
     })
 }
@@ -44,7 +47,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
     let mut o = Options {
         quick: false,
-        models: list("linear,tree,forest,gbdt,mlp"),
+        models: list("linear,tree,forest,gbdt,mlp,mlp-small"),
         datasets: list("breast_cancer,iris,diabetes"),
         anchors: PathBuf::from("../shared/ANCHORS.jsonl"),
         out: PathBuf::from("BENCHMARKS.md"),
@@ -141,6 +144,13 @@ pub(crate) fn build_fheml(scratch: &Path) -> Result<PathBuf, String> {
     Ok(copy)
 }
 
+/// Feature columns of a training CSV (all columns but the target).
+fn feature_count(train: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(train).map_err(|e| format!("reading {}: {e}", train.display()))?;
+    let header = text.lines().next().ok_or_else(|| format!("{} is empty", train.display()))?;
+    Ok(header.split(',').count().saturating_sub(1).max(1))
+}
+
 /// `cargo xtask bench`.
 pub fn run_bench(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
@@ -165,8 +175,13 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
                 "--out".into(),
                 model_file.display().to_string(),
             ]);
-            for s in c.settings {
-                train_args.extend(["--set".to_string(), s.to_string()]);
+            let mut settings: Vec<String> = c.settings.iter().map(|s| s.to_string()).collect();
+            if c.family == "mlp" {
+                let width = 4 * feature_count(&train)?;
+                settings.push(format!("hidden={width},{width}"));
+            }
+            for s in &settings {
+                train_args.extend(["--set".to_string(), s.clone()]);
             }
             let train_refs: Vec<&str> = train_args.iter().map(String::as_str).collect();
             let limit = match (c.family, o.quick) {
@@ -196,6 +211,7 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
             rows.push((
                 dataset.clone(),
                 c,
+                settings,
                 result.and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string())),
                 anchor,
             ));
@@ -211,13 +227,13 @@ fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + en
         machine(),
         o.anchors.display()
     );
-    md += "| dataset | model | metric | float | quantized | FHE (rows) | agrees w/ clear | PBS/sample (CML) | max bits | parameters | keygen s | eval key MB | latency ms | CML latency ms | speed-up |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    for (dataset, c, result, anchor) in rows {
+    md += "| dataset | model | metric | float | quantized | FHE (rows) | agrees w/ clear | PBS/sample (CML) | max bits | parameters | keygen s | eval key MB | latency ms | CML latency ms | speed-up | bootstrap ms | bootstrap-bound ratio |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for (dataset, c, settings, result, anchor) in rows {
         let name = format!(
             "{} ({}n_bits {})",
             c.model,
-            c.settings.iter().map(|s| format!("{s}, ")).collect::<String>(),
+            settings.iter().map(|s| format!("{s}, ")).collect::<String>(),
             c.n_bits
         );
         match result {
@@ -225,7 +241,7 @@ fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + en
                 let cml_pbs = anchor.as_ref().and_then(|a| a["pbs_count"].as_f64());
                 let cml_latency = anchor.as_ref().and_then(|a| a["fhe_latency_s"].as_f64());
                 md += &format!(
-                    "| {dataset} | {name} | {} | {} | {} | {} ({}) | {} | {} ({}) | {} | {} | {} | {:.1} | {:.3} | {} | {} |\n",
+                    "| {dataset} | {name} | {} | {} | {} | {} ({}) | {} | {} ({}) | {} | {} | {} | {:.1} | {:.3} | {} | {} | {} | {} |\n",
                     v["metric"].as_str().unwrap_or("?"),
                     cell(&v, "float", 3),
                     cell(&v, "quantized", 3),
@@ -241,11 +257,13 @@ fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + en
                     1e3 * v["latency_s"].as_f64().unwrap_or(f64::NAN),
                     cml_latency.map_or("–".into(), |l| format!("{:.1}", 1e3 * l)),
                     ratio(cml_latency, v["latency_s"].as_f64()),
+                    v["bootstrap_s"].as_f64().filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{:.2}", 1e3 * b)),
+                    v["bootstrap_bound_ratio"].as_f64().map_or("–".into(), |r| format!("{r:.2}")),
                 );
             }
             Err(e) => {
                 let first = e.lines().last().unwrap_or("").replace('|', "/");
-                md += &format!("| {dataset} | {name} | not available: {first} |||||||||||||\n");
+                md += &format!("| {dataset} | {name} | not available: {first} |||||||||||||||\n");
             }
         }
     }

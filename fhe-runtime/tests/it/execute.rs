@@ -106,11 +106,18 @@ fn simulation_matches_clear_at_the_compiled_failure_rate() {
 #[test]
 fn impossible_requirements_are_reported() {
     let mut b = CircuitBuilder::new();
-    let x = b.input(&[1], Interval::new(0, (1 << 14) - 1).unwrap());
-    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 14, |v| v / 2))).unwrap();
+    let x = b.input(&[1], Interval::new(0, (1 << 16) - 1).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 16, |v| v / 2))).unwrap();
     b.output(y).unwrap();
     let err = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap_err();
-    assert!(err.to_string().contains("bits"), "{err}");
+    // One sentence naming the lookup and what to change; the candidate list stays apart.
+    let message = err.to_string();
+    assert!(message.contains("node #1 reads 16 bits") && message.contains("accumulator_bits"), "{message}");
+    assert!(!message.contains('\n') && !message.contains("V1_"), "{message}");
+    match err {
+        fheml_fhe_runtime::FheError::NoParameters { candidates, .. } => assert!(candidates.contains("V1_")),
+        other => panic!("{other}"),
+    }
     assert!(FheConfig::params().p_error(0.0).check().is_err());
     assert!(FheConfig::params().global_p_error(Some(2.0)).check().is_err());
 }

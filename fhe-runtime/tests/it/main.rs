@@ -3,4 +3,5 @@
 
 mod execute;
 mod many_lut;
+mod optimizer;
 mod serialization;

@@ -103,9 +103,14 @@ fn fusion_is_declined_where_the_finer_read_misses_p_error() {
     let report = compiled.report();
     assert_eq!((report.bootstraps, report.shared_bootstraps), (2, 0), "{report}");
     assert_eq!(report.max_precision.0, 4);
-    let any = CompiledCircuit::compile(circuit, &FheConfig::default()).unwrap();
+    let vetted = FheConfig::params().parameter_mode(fheml_fhe_runtime::ParameterMode::Vetted).check().unwrap();
+    let any = CompiledCircuit::compile(circuit.clone(), &vetted).unwrap();
     // At 2^-40, two bootstraps on the 2+2-bit set still beat one on the 3+3-bit set.
     assert_eq!((any.report().bootstraps, any.report().shared_bootstraps), (2, 0), "{}", any.report());
+    // A set generated for the circuit affords the finer read: one bootstrap, and cheaper.
+    let tuned = CompiledCircuit::compile(circuit, &FheConfig::default()).unwrap();
+    assert_eq!((tuned.report().bootstraps, tuned.report().shared_bootstraps), (1, 1), "{}", tuned.report());
+    assert!(tuned.report().expected_seconds < any.report().expected_seconds);
 }
 
 #[test]

@@ -1,0 +1,226 @@
+//! The parameter optimizer: the cheapest secure set for a circuit's noise constraints.
+//!
+//! The planner reduces a circuit to a few numbers per bootstrap input and per output (see
+//! [`Constraint`]): how much of the bootstrap-output, fresh-encryption and keyswitch +
+//! modulus-switch variances reach it, relative to what its read tolerates at `p_error`.
+//! The optimizer then searches LWE dimension, GLWE dimension, decompositions of bootstrap
+//! and keyswitch for one polynomial size, with noise fixed to the secure minimum of each
+//! dimension ([`crate::generated`]), and keeps the set of smallest estimated lookup cost
+//! that meets every constraint. As in concrete-optimizer, the best decomposition base for a
+//! given level count is the one minimising the variance; those minima do not depend on the
+//! circuit and are computed once per process.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::generated::{
+    GeneratedParameters, bootstrap_variance, bounds, keyswitch_variance, lookup_cost, modulus_switch_variance,
+    t_uniform_variance,
+};
+
+/// One noise requirement, normalised so that it holds when
+/// `(√(bootstrap·σ²_bs) + √(fresh·σ²_fresh))² + keyswitch·σ²_ks+ms ≤ 1`
+/// (variances on the unit torus). The bootstrap and fresh parts are bounded separately and
+/// added as standard deviations, which stays sound whatever their correlation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Constraint {
+    /// Weight of the bootstrap-output variance.
+    pub bootstrap: f64,
+    /// Weight of the fresh-encryption variance.
+    pub fresh: f64,
+    /// Weight of the keyswitch + modulus-switch variance.
+    pub keyswitch: f64,
+}
+
+impl Constraint {
+    /// Whether it holds for these variances.
+    pub fn holds(&self, bootstrap: f64, fresh: f64, keyswitch: f64) -> bool {
+        let leveled = (self.bootstrap * bootstrap).sqrt() + (self.fresh * fresh).sqrt();
+        leveled * leveled + self.keyswitch * keyswitch <= 1.0
+    }
+
+    fn dominates(&self, other: &Constraint) -> bool {
+        self.bootstrap >= other.bootstrap && self.fresh >= other.fresh && self.keyswitch >= other.keyswitch
+    }
+}
+
+/// Keeps the constraints no other one implies (a tighter one in every weight).
+pub fn undominated(mut all: Vec<Constraint>) -> Vec<Constraint> {
+    all.sort_by(|a, b| (b.bootstrap + b.keyswitch + b.fresh).total_cmp(&(a.bootstrap + a.keyswitch + a.fresh)));
+    let mut kept: Vec<Constraint> = Vec::new();
+    for c in all {
+        if !c.bootstrap.is_finite() || !c.fresh.is_finite() || !c.keyswitch.is_finite() {
+            return vec![c];
+        }
+        if !kept.iter().any(|k| k.dominates(&c)) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// LWE dimensions searched (every fourth).
+const LWE_STEP: usize = 4;
+const LWE_RANGE: (usize, usize) = (384, 1536);
+const MAX_PBS_LEVEL: usize = 6;
+const MAX_KS_LEVEL: usize = 12;
+/// GLWE dimensions searched.
+const MAX_GLWE_DIMENSION: usize = 4;
+
+/// Per `(k, N, n)`: the smallest bootstrap-output variance (and its base log) for each
+/// level count; per `(k·N, n)`: the smallest keyswitch + modulus-switch variance.
+struct Tables {
+    /// `[glwe_index][lwe_index][level - 1] = (variance, base_log)`
+    pbs: Vec<Vec<[(f64, usize); MAX_PBS_LEVEL]>>,
+    /// `[glwe_index][lwe_index][level - 1] = (variance incl. modulus switch, base_log)`
+    ks: Vec<Vec<[(f64, usize); MAX_KS_LEVEL]>>,
+    /// `(k, log2 N)` of each glwe index.
+    glwe: Vec<(usize, u32)>,
+    lwe: Vec<usize>,
+}
+
+fn best_base(level: usize, variance: impl Fn(usize) -> f64) -> (f64, usize) {
+    (1..=(64 / level).min(63))
+        .map(|b| (variance(b), b))
+        .fold((f64::INFINITY, 1), |best, cur| if cur.0.is_finite() && cur.0 < best.0 { cur } else { best })
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let lwe: Vec<usize> = (LWE_RANGE.0..=LWE_RANGE.1).step_by(LWE_STEP).collect();
+        let mut glwe = Vec::new();
+        for log2_n in bounds::LOG2_POLYNOMIAL_SIZE.0..=bounds::LOG2_POLYNOMIAL_SIZE.1 {
+            for k in 1..=MAX_GLWE_DIMENSION {
+                if (k << log2_n) <= bounds::BIG_LWE_DIMENSION && (k << log2_n) >= 512 {
+                    glwe.push((k, log2_n));
+                }
+            }
+        }
+        let pbs = glwe
+            .par_iter()
+            .map(|&(k, log2_n)| {
+                lwe.iter()
+                    .map(|&n| {
+                        std::array::from_fn(|l| best_base(l + 1, |b| bootstrap_variance(n, k, 1 << log2_n, b, l + 1)))
+                    })
+                    .collect()
+            })
+            .collect();
+        let ks = glwe
+            .par_iter()
+            .map(|&(k, log2_n)| {
+                lwe.iter()
+                    .map(|&n| {
+                        let ms = modulus_switch_variance(n, 1 << log2_n);
+                        std::array::from_fn(|l| {
+                            let (v, b) = best_base(l + 1, |b| keyswitch_variance(k << log2_n, n, b, l + 1));
+                            (v + ms, b)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Tables { pbs, ks, glwe, lwe }
+    })
+}
+
+/// The cheapest generated set with polynomial size `2^log2_n` meeting every constraint,
+/// with its cost per lookup; `None` when no set of that size does.
+pub fn optimize(log2_n: u32, constraints: &[Constraint]) -> Option<(GeneratedParameters, f64)> {
+    let t = tables();
+    let mut best: Option<(GeneratedParameters, f64)> = None;
+    for (g, &(k, log2)) in t.glwe.iter().enumerate() {
+        if log2 != log2_n {
+            continue;
+        }
+        let fresh = t_uniform_variance(
+            GeneratedParameters {
+                lwe_dimension: LWE_RANGE.0,
+                glwe_dimension: k,
+                polynomial_size: 1 << log2_n,
+                pbs_base_log: 1,
+                pbs_level: 1,
+                ks_base_log: 1,
+                ks_level: 1,
+            }
+            .glwe_noise_bound_log2(),
+        );
+        for (i, &n) in t.lwe.iter().enumerate() {
+            for pbs_level in 1..=MAX_PBS_LEVEL {
+                let (bs_var, pbs_base) = t.pbs[g][i][pbs_level - 1];
+                for ks_level in 1..=MAX_KS_LEVEL {
+                    let cost = lookup_cost(n, k, 1 << log2_n, pbs_level, ks_level);
+                    if best.as_ref().is_some_and(|(_, c)| *c <= cost) {
+                        // Costs grow with the keyswitch levels: no later one is cheaper.
+                        break;
+                    }
+                    let (ks_var, ks_base) = t.ks[g][i][ks_level - 1];
+                    if constraints.iter().all(|c| c.holds(bs_var, fresh, ks_var)) {
+                        let set = GeneratedParameters {
+                            lwe_dimension: n,
+                            glwe_dimension: k,
+                            polynomial_size: 1 << log2_n,
+                            pbs_base_log: pbs_base,
+                            pbs_level,
+                            ks_base_log: ks_base,
+                            ks_level,
+                        };
+                        best = Some((set, cost));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generated::check_security;
+
+    /// A lookup reading `bits` bits with a weight 2-norm `norm2` in front, at failure `z`
+    /// standard deviations (z ≈ 7.1 for 2^-40).
+    fn lookup(bits: u32, norm2: f64, z: f64) -> Constraint {
+        // The sink's scale is 2^-(bits+1) of the torus; half a box is 1/2 in message units.
+        let unit = 2f64.powi(-(bits as i32) - 1);
+        let tolerated = (0.5 * unit / z).powi(2);
+        Constraint { bootstrap: norm2 * norm2 / tolerated, fresh: 0.0, keyswitch: 1.0 / tolerated }
+    }
+
+    #[test]
+    fn finds_secure_sets_that_meet_the_constraints() {
+        for bits in 1..=6 {
+            let c = [lookup(bits, 3.0, 7.1)];
+            let (set, cost) = (bits + 1..=16).find_map(|log2_n| optimize(log2_n, &c)).expect("a set");
+            assert!(set.validate().is_ok());
+            assert!(check_security(&set.to_tfhe()).is_ok());
+            let noise = set.noise_model();
+            assert!(c[0].holds(noise.bootstrap_output, noise.fresh, noise.keyswitch_and_modulus_switch));
+            assert!(cost > 0.0);
+        }
+    }
+
+    #[test]
+    fn more_precision_costs_more() {
+        let cheapest = |bits: u32| {
+            (bits + 1..=16)
+                .filter_map(|log2_n| optimize(log2_n, &[lookup(bits, 3.0, 7.1)]))
+                .map(|(_, c)| c)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let costs: Vec<f64> = (1..=6).map(cheapest).collect();
+        assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{costs:?}");
+    }
+
+    #[test]
+    fn dominated_constraints_are_dropped() {
+        let a = Constraint { bootstrap: 2.0, fresh: 1.0, keyswitch: 3.0 };
+        let b = Constraint { bootstrap: 1.0, fresh: 1.0, keyswitch: 1.0 };
+        let c = Constraint { bootstrap: 3.0, fresh: 0.0, keyswitch: 0.0 };
+        assert_eq!(undominated(vec![b, a, c, a]), vec![a, c]);
+    }
+}
