@@ -7,6 +7,7 @@ use crate::backend::{ElementRef, FusedRounding};
 use crate::ir::{Circuit, NodeId, Op};
 use crate::noise::propagate_variance;
 use crate::range::{BitWidth, Interval};
+use crate::read::read_layout;
 use crate::shared::SharedReads;
 
 /// Where a bootstrap happens and what it reads.
@@ -77,14 +78,10 @@ fn round_is_materialised(circuit: &Circuit, id: NodeId) -> bool {
         || circuit.nodes()[id.0 + 1..].iter().any(|n| !matches!(n.op, Op::Lookup(..)) && n.op.operands().contains(&id))
 }
 
-/// The precision a bootstrap needs to read `range` through `rounding`.
+/// The precision a bootstrap needs to read `range` through `rounding`: the bits the
+/// runtime resolves ([`read_layout`]'s `read_bits`).
 pub fn read_precision(range: Interval, rounding: Option<FusedRounding>) -> BitWidth {
-    match rounding {
-        Some(r) if r.mode == crate::ir::RoundingMode::Approximate => {
-            BitWidth(range.span_bits().0.saturating_sub(r.lsbs).max(1))
-        }
-        _ => range.span_bits(),
-    }
+    BitWidth(read_layout(range, rounding).read_bits)
 }
 
 impl Circuit {

@@ -36,6 +36,7 @@ mod ir;
 mod model;
 mod noise;
 mod range;
+mod read;
 mod shared;
 pub mod testing;
 
@@ -48,4 +49,5 @@ pub use ir::{Circuit, Lut, Node, NodeId, Op, RoundingMode, Table};
 pub use model::{InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task};
 pub use noise::propagate_variance;
 pub use range::{BitWidth, Interval, observed_ranges};
+pub use read::{ReadLayout, read_layout};
 pub use shared::{SharedReads, table_of};
