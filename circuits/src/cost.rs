@@ -1,12 +1,13 @@
 //! The cost model: bootstraps, lookup precisions, and the noise amplification (weight
 //! 2-norm) in front of every lookup, which is what TFHE parameter selection needs.
 
-use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{ElementRef, FusedRounding};
 use crate::ir::{Circuit, NodeId, Op};
+use crate::noise::propagate_variance;
 use crate::range::{BitWidth, Interval};
+use crate::read::read_layout;
 use crate::shared::SharedReads;
 
 /// Where a bootstrap happens and what it reads.
@@ -57,64 +58,6 @@ pub struct CostReport {
     pub max_value_bits: BitWidth,
 }
 
-/// Propagates noise variance through the leveled operations.
-///
-/// `source(node, element)` gives the variance of each source element (inputs, lookups,
-/// materialised roundings); linear operations combine them as independent noises
-/// (`Σ w²·v`), except `Add`/`Sub` of two tensors, which may share sources and are bounded
-/// with `(√va + √vb)²`. A fused rounding divides the variance by `4^lsbs`.
-pub fn propagate_variance(circuit: &Circuit, source: impl Fn(NodeId, usize) -> f64) -> Vec<Vec<f64>> {
-    let mut var: Vec<Vec<f64>> = Vec::with_capacity(circuit.nodes().len());
-    for (i, node) in circuit.nodes().iter().enumerate() {
-        let id = NodeId(i);
-        let v: Vec<f64> = match &node.op {
-            Op::Input { .. } | Op::Lookup(..) => (0..node.len()).map(|e| source(id, e)).collect(),
-            Op::Add(a, b) | Op::Sub(a, b) => {
-                var[a.0].iter().zip(&var[b.0]).map(|(x, y)| (x.sqrt() + y.sqrt()).powi(2)).collect()
-            }
-            Op::AddConst(x, _) => var[x.0].clone(),
-            Op::MulConst(x, c) => match c.broadcast(IxDyn(&node.shape)) {
-                Some(c) => var[x.0].iter().zip(c.iter()).map(|(v, c)| v * (*c as f64).powi(2)).collect(),
-                None => var[x.0].clone(),
-            },
-            Op::MatMul(x, w) => {
-                let (k, m) = (w.nrows(), w.ncols());
-                let xs = &var[x.0];
-                (0..node.len())
-                    .map(|e| {
-                        let (r, j) = (e / m.max(1), e % m.max(1));
-                        (0..k).map(|i| (w[[i, j]] as f64).powi(2) * xs[r * k + i]).sum()
-                    })
-                    .collect()
-            }
-            Op::Sum { input, axis } => {
-                let shape = &circuit.node(*input).shape;
-                match ArrayD::from_shape_vec(IxDyn(shape), var[input.0].clone()) {
-                    Ok(a) => a.sum_axis(Axis(*axis)).iter().copied().collect(),
-                    Err(_) => vec![f64::INFINITY; node.len()],
-                }
-            }
-            // A materialised rounding is a bootstrap: a fresh source.
-            Op::Round { .. } => (0..node.len()).map(|e| source(id, e)).collect(),
-            Op::Gather { input, indices } => indices.iter().map(|&j| var[input.0][j]).collect(),
-            Op::Reshape(x) | Op::Narrow(x) => var[x.0].clone(),
-            Op::Concat { inputs, axis } => {
-                let parts: Vec<ArrayD<f64>> = inputs
-                    .iter()
-                    .filter_map(|p| ArrayD::from_shape_vec(IxDyn(&circuit.node(*p).shape), var[p.0].clone()).ok())
-                    .collect();
-                let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-                match ndarray::concatenate(Axis(*axis), &views) {
-                    Ok(a) => a.iter().copied().collect(),
-                    Err(_) => vec![f64::INFINITY; node.len()],
-                }
-            }
-        };
-        var.push(v);
-    }
-    var
-}
-
 /// For a lookup node: the node its bootstraps read, and the rounding fused in between.
 ///
 /// A rounding is fused only where the evaluation driver fuses it (see
@@ -135,14 +78,10 @@ fn round_is_materialised(circuit: &Circuit, id: NodeId) -> bool {
         || circuit.nodes()[id.0 + 1..].iter().any(|n| !matches!(n.op, Op::Lookup(..)) && n.op.operands().contains(&id))
 }
 
-/// The precision a bootstrap needs to read `range` through `rounding`.
+/// The precision a bootstrap needs to read `range` through `rounding`: the bits the
+/// runtime resolves ([`read_layout`]'s `read_bits`).
 pub fn read_precision(range: Interval, rounding: Option<FusedRounding>) -> BitWidth {
-    match rounding {
-        Some(r) if r.mode == crate::ir::RoundingMode::Approximate => {
-            BitWidth(range.span_bits().0.saturating_sub(r.lsbs).max(1))
-        }
-        _ => range.span_bits(),
-    }
+    BitWidth(read_layout(range, rounding).read_bits)
 }
 
 impl Circuit {

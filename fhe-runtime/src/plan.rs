@@ -239,27 +239,12 @@ pub struct ReadSpec {
     pub slot_bits: u32,
 }
 
-fn unsigned_bits(v: i128) -> u32 {
-    (128 - (v.max(0) as u128).leading_zeros()).max(1)
-}
-
 impl ReadSpec {
     /// The read of a value ranging over `range` through an optional fused rounding.
     pub fn new(range: Interval, rounding: Option<FusedRounding>) -> Self {
-        match rounding {
-            Some(r) if r.mode == RoundingMode::Approximate => {
-                let unit = 1i128 << r.lsbs;
-                let offset = (range.lo as i128).div_euclid(unit) * unit;
-                // Boxes are centred on multiples of 2^lsbs; the last one must fit entirely.
-                let top_box = (range.hi as i128 - offset + unit / 2) / unit;
-                let read_bits = unsigned_bits(top_box);
-                Self { offset: offset as i64, width: read_bits + r.lsbs, read_bits, rounding, slot_bits: 0 }
-            }
-            _ => {
-                let width = range.span_bits().0;
-                Self { offset: range.lo, width, read_bits: width, rounding, slot_bits: 0 }
-            }
-        }
+        // One rule for the runtime and the cost model.
+        let fheml_circuits::ReadLayout { offset, width, read_bits } = fheml_circuits::read_layout(range, rounding);
+        Self { offset, width, read_bits, rounding, slot_bits: 0 }
     }
 
     /// The value the table is indexed with for box `i` (noise-free semantics).

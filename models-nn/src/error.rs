@@ -10,9 +10,6 @@ pub enum NnError {
     /// Building or evaluating the integer circuit failed.
     #[error(transparent)]
     Circuit(#[from] fheml_circuits::CircuitError),
-    /// Compilation for FHE failed.
-    #[error(transparent)]
-    Fhe(#[from] fheml_fhe_runtime::FheError),
     /// A hyperparameter has a value outside its range, or a value that does not parse.
     #[error("invalid hyperparameter `{name}`: {reason}")]
     InvalidParameter {

@@ -18,9 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use fheml_circuits::{
     CircuitBuilder, InputEncoding, InputSpec, Interval, Lut, ModelCircuit, NodeId, OutputSpec, PostProcessing,
-    RoundingMode, Table, Task,
+    RoundingMode, Table, Task, read_layout,
 };
-use fheml_fhe_runtime::ReadSpec;
 use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
 
 use crate::error::{NnError, Result};
@@ -155,7 +154,7 @@ pub fn accumulator_rounding(ranges: &[Interval], settings: &QuantSettings) -> u3
     // Approximate roundings align boxes on multiples of 2^lsbs, which may cost one more box.
     while settings.rounding == RoundingMode::Approximate && lsbs < 62 {
         let rounding = fheml_circuits::FusedRounding { lsbs, mode: settings.rounding };
-        if ranges.iter().all(|r| ReadSpec::new(*r, Some(rounding)).read_bits <= keep) {
+        if ranges.iter().all(|r| read_layout(*r, Some(rounding)).read_bits <= keep) {
             break;
         }
         lsbs += 1;
