@@ -206,11 +206,15 @@ impl CompiledCircuit {
         self.check_key("evaluation key", &key.fingerprint)?;
         let server_key = key.key.as_ref().ok_or(FheError::MissingEvaluationKey)?;
         let params = self.plan.parameters.set().params;
-        let lwe = LweCiphertextOwned::new(
+        let mut lwe = LweCiphertextOwned::new(
             0u64,
             LweSize(params.glwe_dimension.0 * params.polynomial_size.0 + 1),
             params.ciphertext_modulus,
         );
+        // A mask that is not all zero: tfhe-rs short-cuts trivial ciphertexts.
+        for (i, c) in lwe.as_mut().iter_mut().enumerate() {
+            *c = splitmix(i as u64);
+        }
         let ct = tfhe::shortint::Ciphertext::new(
             lwe,
             tfhe::shortint::ciphertext::Degree::new(0),

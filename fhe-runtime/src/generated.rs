@@ -14,9 +14,14 @@
 //! tfhe-rs applies (`centered_binary_shifted_modulus_switch_additive_variance`).
 
 use serde::{Deserialize, Serialize};
+use tfhe::core_crypto::commons::dispersion::StandardDev;
 use tfhe::core_crypto::commons::noise_formulas::centered_mean_shifted_modulus_switch::centered_binary_shifted_modulus_switch_additive_variance;
-use tfhe::core_crypto::commons::noise_formulas::lwe_keyswitch::keyswitch_additive_variance_132_bits_security_tuniform;
-use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::pbs_variance_132_bits_security_tuniform_fft_mul;
+use tfhe::core_crypto::commons::noise_formulas::lwe_keyswitch::{
+    keyswitch_additive_variance_132_bits_security_gaussian, keyswitch_additive_variance_132_bits_security_tuniform,
+};
+use tfhe::core_crypto::commons::noise_formulas::lwe_programmable_bootstrap::{
+    pbs_variance_132_bits_security_gaussian_fft_mul, pbs_variance_132_bits_security_tuniform_fft_mul,
+};
 use tfhe::core_crypto::commons::noise_formulas::secure_noise::{
     minimal_glwe_variance_for_132_bits_security_gaussian, minimal_lwe_bound_for_132_bits_security_tuniform,
     minimal_lwe_variance_for_132_bits_security_gaussian,
@@ -70,6 +75,9 @@ pub struct GeneratedParameters {
     pub ks_base_log: usize,
     /// Keyswitch decomposition levels.
     pub ks_level: usize,
+    /// Gaussian noise (tfhe-rs's Gaussian formulas) instead of TUniform.
+    #[serde(default)]
+    pub gaussian: bool,
 }
 
 impl GeneratedParameters {
@@ -113,14 +121,32 @@ impl GeneratedParameters {
         minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(self.glwe_dimension * self.polynomial_size), Q)
     }
 
+    /// The key noise distributions: the secure minimum for each dimension.
+    fn distributions(&self) -> (DynamicDistribution<u64>, DynamicDistribution<u64>) {
+        if self.gaussian {
+            let std = |dimension: usize| {
+                // One part in 10^9 above the minimum, so rounding never lands below it.
+                let minimum = minimal_lwe_variance_for_132_bits_security_gaussian(LweDimension(dimension), Q).0;
+                DynamicDistribution::new_gaussian_from_std_dev(StandardDev(minimum.sqrt() * (1.0 + 1e-9)))
+            };
+            (std(self.lwe_dimension), std(self.glwe_dimension * self.polynomial_size))
+        } else {
+            (
+                DynamicDistribution::new_t_uniform(self.lwe_noise_bound_log2()),
+                DynamicDistribution::new_t_uniform(self.glwe_noise_bound_log2()),
+            )
+        }
+    }
+
     /// The set in tfhe-rs's form (keyswitch then bootstrap, centred modulus switch).
     pub fn to_tfhe(&self) -> ClassicPBSParameters {
+        let (lwe_noise_distribution, glwe_noise_distribution) = self.distributions();
         ClassicPBSParameters {
             lwe_dimension: LweDimension(self.lwe_dimension),
             glwe_dimension: GlweDimension(self.glwe_dimension),
             polynomial_size: PolynomialSize(self.polynomial_size),
-            lwe_noise_distribution: DynamicDistribution::new_t_uniform(self.lwe_noise_bound_log2()),
-            glwe_noise_distribution: DynamicDistribution::new_t_uniform(self.glwe_noise_bound_log2()),
+            lwe_noise_distribution,
+            glwe_noise_distribution,
             pbs_base_log: DecompositionBaseLog(self.pbs_base_log),
             pbs_level: DecompositionLevelCount(self.pbs_level),
             ks_base_log: DecompositionBaseLog(self.ks_base_log),
@@ -137,22 +163,25 @@ impl GeneratedParameters {
         }
     }
 
-    /// A short name: `gen_n{n}_k{k}_N{N}_pbs{levels}x{base}_ks{levels}x{base}`.
+    /// A short name: `gen_n{n}_k{k}_N{N}_pbs{levels}x{base}_ks{levels}x{base}` (`_gauss`
+    /// for Gaussian noise).
     pub fn name(&self) -> String {
         format!(
-            "gen_n{}_k{}_N{}_pbs{}x{}_ks{}x{}",
+            "gen_n{}_k{}_N{}_pbs{}x{}_ks{}x{}{}",
             self.lwe_dimension,
             self.glwe_dimension,
             self.polynomial_size,
             self.pbs_level,
             self.pbs_base_log,
             self.ks_level,
-            self.ks_base_log
+            self.ks_base_log,
+            if self.gaussian { "_gauss" } else { "" }
         )
     }
 
     /// Noise figures from tfhe-rs's formulas (variances on the unit torus).
     pub fn noise_model(&self) -> NoiseModel {
+        let big = self.glwe_dimension * self.polynomial_size;
         NoiseModel {
             bootstrap_output: bootstrap_variance(
                 self.lwe_dimension,
@@ -160,13 +189,15 @@ impl GeneratedParameters {
                 self.polynomial_size,
                 self.pbs_base_log,
                 self.pbs_level,
+                self.gaussian,
             ),
-            fresh: t_uniform_variance(self.glwe_noise_bound_log2()),
+            fresh: fresh_variance(big, self.gaussian),
             keyswitch_and_modulus_switch: keyswitch_variance(
-                self.glwe_dimension * self.polynomial_size,
+                big,
                 self.lwe_dimension,
                 self.ks_base_log,
                 self.ks_level,
+                self.gaussian,
             ) + modulus_switch_variance(self.lwe_dimension, self.polynomial_size),
             log2_polynomial_size: self.polynomial_size.trailing_zeros(),
         }
@@ -183,9 +214,23 @@ pub fn t_uniform_variance(bound_log2: u32) -> f64 {
     ((2f64.powi(2 * bound_log2 as i32 + 1) + 1.0) / 6.0) * 2f64.powi(-128)
 }
 
+/// Variance of a fresh encryption under a secure-minimum key of dimension `big` (`k·N`).
+pub fn fresh_variance(big: usize, gaussian: bool) -> f64 {
+    if gaussian {
+        minimal_lwe_variance_for_132_bits_security_gaussian(LweDimension(big), Q).0
+    } else {
+        t_uniform_variance(minimal_lwe_bound_for_132_bits_security_tuniform(LweDimension(big), Q))
+    }
+}
+
 /// Variance of a bootstrap's output (tfhe-rs's formula, FFT multiplication included).
-pub fn bootstrap_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize) -> f64 {
-    pbs_variance_132_bits_security_tuniform_fft_mul(
+pub fn bootstrap_variance(n: usize, k: usize, big_n: usize, base_log: usize, level: usize, gaussian: bool) -> f64 {
+    let formula = if gaussian {
+        pbs_variance_132_bits_security_gaussian_fft_mul
+    } else {
+        pbs_variance_132_bits_security_tuniform_fft_mul
+    };
+    formula(
         LweDimension(n),
         GlweDimension(k),
         PolynomialSize(big_n),
@@ -198,16 +243,14 @@ pub fn bootstrap_variance(n: usize, k: usize, big_n: usize, base_log: usize, lev
 }
 
 /// Variance a keyswitch from dimension `input` to `n` adds.
-pub fn keyswitch_variance(input: usize, n: usize, base_log: usize, level: usize) -> f64 {
-    keyswitch_additive_variance_132_bits_security_tuniform(
-        LweDimension(input),
-        LweDimension(n),
-        DecompositionBaseLog(base_log),
-        DecompositionLevelCount(level),
-        Q,
-        Q,
-    )
-    .0
+pub fn keyswitch_variance(input: usize, n: usize, base_log: usize, level: usize, gaussian: bool) -> f64 {
+    let formula = if gaussian {
+        keyswitch_additive_variance_132_bits_security_gaussian
+    } else {
+        keyswitch_additive_variance_132_bits_security_tuniform
+    };
+    formula(LweDimension(input), LweDimension(n), DecompositionBaseLog(base_log), DecompositionLevelCount(level), Q, Q)
+        .0
 }
 
 /// Variance the centred modulus switch to `2N` adds to an `n`-dimensional sample.
@@ -289,6 +332,7 @@ mod tests {
             pbs_level: 1,
             ks_base_log: 3,
             ks_level: 5,
+            gaussian: false,
         }
     }
 
@@ -304,11 +348,12 @@ mod tests {
     fn generated_sets_are_secure_at_every_dimension() {
         for n in (bounds::LWE_DIMENSION.0..=bounds::LWE_DIMENSION.1).step_by(7) {
             for log2_n in bounds::LOG2_POLYNOMIAL_SIZE.0..=bounds::LOG2_POLYNOMIAL_SIZE.1 {
-                for k in 1..=2 {
+                for (k, gaussian) in [(1, false), (2, false), (1, true), (2, true)] {
                     let p = GeneratedParameters {
                         lwe_dimension: n,
                         glwe_dimension: k,
                         polynomial_size: 1 << log2_n,
+                        gaussian,
                         ..example()
                     };
                     assert!(check_security(&p.to_tfhe()).is_ok(), "{}", p.name());
@@ -326,6 +371,15 @@ mod tests {
         let mut lower_glwe = p.to_tfhe();
         lower_glwe.glwe_noise_distribution = DynamicDistribution::new_t_uniform(p.glwe_noise_bound_log2() - 1);
         assert!(check_security(&lower_glwe).is_err());
+        // Gaussian: 1% less standard deviation than the secure minimum is refused.
+        let g = GeneratedParameters { gaussian: true, ..p };
+        let mut lower_gaussian = g.to_tfhe();
+        if let DynamicDistribution::Gaussian(d) = lower_gaussian.lwe_noise_distribution {
+            lower_gaussian.lwe_noise_distribution =
+                DynamicDistribution::new_gaussian_from_std_dev(StandardDev(d.standard_dev().0 * 0.99));
+        }
+        assert!(check_security(&g.to_tfhe()).is_ok());
+        assert!(check_security(&lower_gaussian).is_err());
         // Every vetted set, its noise lowered by one bit, fails too: the check is tight.
         for id in [ParameterSetId::M2C2P128, ParameterSetId::M1C1P40] {
             let mut params = id.set().params;

@@ -142,6 +142,7 @@ fn generated_set_noise_matches_tfhe_rs_formulas() {
             set.lwe_dimension,
             set.ks_base_log,
             set.ks_level,
+            set.gaussian,
         );
     let ratio = variance(&errors) / predicted;
     assert!((0.7..1.4).contains(&ratio), "keyswitch variance ratio {ratio} ({})", set.name());

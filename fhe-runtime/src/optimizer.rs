@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::generated::{
-    GeneratedParameters, bootstrap_variance, bounds, keyswitch_variance, lookup_cost, modulus_switch_variance,
-    t_uniform_variance,
+    GeneratedParameters, bootstrap_variance, bounds, fresh_variance, keyswitch_variance, lookup_cost,
+    modulus_switch_variance,
 };
 
 /// One noise requirement, normalised so that it holds when
@@ -86,9 +86,12 @@ fn best_base(level: usize, variance: impl Fn(usize) -> f64) -> (f64, usize) {
         .fold((f64::INFINITY, 1), |best, cur| if cur.0.is_finite() && cur.0 < best.0 { cur } else { best })
 }
 
-fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(|| {
+/// The tables for TUniform (`false`) or Gaussian (`true`) key noise.
+fn tables(gaussian: bool) -> &'static Tables {
+    static TUNIFORM: OnceLock<Tables> = OnceLock::new();
+    static GAUSSIAN: OnceLock<Tables> = OnceLock::new();
+    let cell = if gaussian { &GAUSSIAN } else { &TUNIFORM };
+    cell.get_or_init(|| {
         let lwe: Vec<usize> = (LWE_RANGE.0..=LWE_RANGE.1).step_by(LWE_STEP).collect();
         let mut glwe = Vec::new();
         for log2_n in bounds::LOG2_POLYNOMIAL_SIZE.0..=bounds::LOG2_POLYNOMIAL_SIZE.1 {
@@ -103,7 +106,9 @@ fn tables() -> &'static Tables {
             .map(|&(k, log2_n)| {
                 lwe.iter()
                     .map(|&n| {
-                        std::array::from_fn(|l| best_base(l + 1, |b| bootstrap_variance(n, k, 1 << log2_n, b, l + 1)))
+                        std::array::from_fn(|l| {
+                            best_base(l + 1, |b| bootstrap_variance(n, k, 1 << log2_n, b, l + 1, gaussian))
+                        })
                     })
                     .collect()
             })
@@ -115,7 +120,7 @@ fn tables() -> &'static Tables {
                     .map(|&n| {
                         let ms = modulus_switch_variance(n, 1 << log2_n);
                         std::array::from_fn(|l| {
-                            let (v, b) = best_base(l + 1, |b| keyswitch_variance(k << log2_n, n, b, l + 1));
+                            let (v, b) = best_base(l + 1, |b| keyswitch_variance(k << log2_n, n, b, l + 1, gaussian));
                             (v + ms, b)
                         })
                     })
@@ -129,46 +134,38 @@ fn tables() -> &'static Tables {
 /// The cheapest generated set with polynomial size `2^log2_n` meeting every constraint,
 /// with its cost per lookup; `None` when no set of that size does.
 pub fn optimize(log2_n: u32, constraints: &[Constraint]) -> Option<(GeneratedParameters, f64)> {
-    let t = tables();
     let mut best: Option<(GeneratedParameters, f64)> = None;
-    for (g, &(k, log2)) in t.glwe.iter().enumerate() {
-        if log2 != log2_n {
-            continue;
-        }
-        let fresh = t_uniform_variance(
-            GeneratedParameters {
-                lwe_dimension: LWE_RANGE.0,
-                glwe_dimension: k,
-                polynomial_size: 1 << log2_n,
-                pbs_base_log: 1,
-                pbs_level: 1,
-                ks_base_log: 1,
-                ks_level: 1,
+    for gaussian in [false, true] {
+        let t = tables(gaussian);
+        for (g, &(k, log2)) in t.glwe.iter().enumerate() {
+            if log2 != log2_n {
+                continue;
             }
-            .glwe_noise_bound_log2(),
-        );
-        for (i, &n) in t.lwe.iter().enumerate() {
-            for pbs_level in 1..=MAX_PBS_LEVEL {
-                let (bs_var, pbs_base) = t.pbs[g][i][pbs_level - 1];
-                for ks_level in 1..=MAX_KS_LEVEL {
-                    let cost = lookup_cost(n, k, 1 << log2_n, pbs_level, ks_level);
-                    if best.as_ref().is_some_and(|(_, c)| *c <= cost) {
-                        // Costs grow with the keyswitch levels: no later one is cheaper.
-                        break;
-                    }
-                    let (ks_var, ks_base) = t.ks[g][i][ks_level - 1];
-                    if constraints.iter().all(|c| c.holds(bs_var, fresh, ks_var)) {
-                        let set = GeneratedParameters {
-                            lwe_dimension: n,
-                            glwe_dimension: k,
-                            polynomial_size: 1 << log2_n,
-                            pbs_base_log: pbs_base,
-                            pbs_level,
-                            ks_base_log: ks_base,
-                            ks_level,
-                        };
-                        best = Some((set, cost));
-                        break;
+            let fresh = fresh_variance(k << log2_n, gaussian);
+            for (i, &n) in t.lwe.iter().enumerate() {
+                for pbs_level in 1..=MAX_PBS_LEVEL {
+                    let (bs_var, pbs_base) = t.pbs[g][i][pbs_level - 1];
+                    for ks_level in 1..=MAX_KS_LEVEL {
+                        let cost = lookup_cost(n, k, 1 << log2_n, pbs_level, ks_level);
+                        if best.as_ref().is_some_and(|(_, c)| *c <= cost) {
+                            // Costs grow with the keyswitch levels: no later one is cheaper.
+                            break;
+                        }
+                        let (ks_var, ks_base) = t.ks[g][i][ks_level - 1];
+                        if constraints.iter().all(|c| c.holds(bs_var, fresh, ks_var)) {
+                            let set = GeneratedParameters {
+                                lwe_dimension: n,
+                                glwe_dimension: k,
+                                polynomial_size: 1 << log2_n,
+                                pbs_base_log: pbs_base,
+                                pbs_level,
+                                ks_base_log: ks_base,
+                                ks_level,
+                                gaussian,
+                            };
+                            best = Some((set, cost));
+                            break;
+                        }
                     }
                 }
             }

@@ -25,9 +25,9 @@ use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
 use crate::error::{NnError, Result};
 use crate::network::{Activation, Layer, Network};
 
-/// Significant bits a network's outputs (logits, regression values) keep under encryption:
-/// the runtime bounds their decryption error in units of `2^(width - 8)`, like Concrete ML's
-/// default 8-bit accumulators; narrower outputs are decrypted to the unit.
+/// Significant bits a regression network's output keeps under encryption: the runtime bounds
+/// its decryption error in units of `2^(width - 8)` of its range (narrower outputs to the
+/// unit). Classifier logits keep their full integer resolution.
 pub const OUTPUT_RESOLUTION_BITS: u32 = 8;
 
 /// Bit widths and rounding of the lowered network.
@@ -525,10 +525,15 @@ pub fn lower(
             Layer::Reshape(to) => lowering.reshape(x, to)?,
         };
     }
-    // Logits and regression values are real: they keep OUTPUT_RESOLUTION_BITS significant
-    // bits, so a wide last-layer accumulator does not force an exact decryption.
-    let width = lowering.b.node_range(x.node).span_bits().0;
-    lowering.b.output_real(x.node, 1u64 << width.saturating_sub(OUTPUT_RESOLUTION_BITS))?;
+    // Logits and regression values are real-valued outputs. A classifier's logits keep their
+    // integer resolution (labels flip when two logits come within a few units, which the
+    // static range says nothing about); a regression value keeps OUTPUT_RESOLUTION_BITS
+    // significant bits of its range.
+    let step = match decoding.task {
+        Task::Classification { .. } => 1,
+        Task::Regression => 1u64 << lowering.b.node_range(x.node).span_bits().0.saturating_sub(OUTPUT_RESOLUTION_BITS),
+    };
+    lowering.b.output_real(x.node, step)?;
     let circuit = lowering.b.build()?;
     let (output_scale, output_offset) = (decoding.scale, decoding.offset);
     let output = OutputSpec {

@@ -102,3 +102,38 @@ fn real_outputs_execute_within_their_error_budget() {
         }
     }
 }
+
+/// A circuit whose outputs sum values that share sources: lookups feed a Gemm → Gemm chain,
+/// and a gather repeats an element into the last sum.
+fn shared_ancestry(seed: u64) -> Circuit {
+    let w = |i: usize, j: usize, salt: u64| ((seed ^ salt).wrapping_mul(0x9e37_79b9) as usize + 7 * i + 3 * j) % 7;
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[4], Interval::new(0, 7).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 3, |v| (v * 5) % 8))).unwrap();
+    let w1 = Array2::from_shape_fn((4, 3), |(i, j)| w(i, j, 1) as i64 - 3);
+    let h = b.matmul(y, w1).unwrap();
+    let w2 = Array2::from_shape_fn((3, 2), |(i, j)| w(i, j, 2) as i64 - 2);
+    let o = b.matmul(h, w2).unwrap();
+    let again = b.gather(y, vec![2, 2], &[2]).unwrap();
+    let out = b.add(o, again).unwrap();
+    b.output_real(out, 1).unwrap();
+    b.build().unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, failure_persistence: None, .. Default::default() })]
+
+    /// Simulate carries real (correlated) noise samples; the analysis must bound what it
+    /// measures, and be close to it (exact propagation).
+    #[test]
+    fn analytic_output_noise_bounds_simulated_noise(seed in proptest::prelude::any::<u64>()) {
+        let compiled = CompiledCircuit::compile(shared_ancestry(seed), &FheConfig::default()).unwrap();
+        let batch: Vec<Vec<Vec<i64>>> = (0..1500).map(|i| vec![(0..4).map(|k| (i + k) % 8).collect()]).collect();
+        let noisy = compiled.simulate_noisy(&batch, seed).unwrap();
+        for (e, analytic) in compiled.plan().output_std[0].iter().enumerate() {
+            let measured = (noisy.iter().map(|s| s[0][e].noise.powi(2)).sum::<f64>() / noisy.len() as f64).sqrt();
+            proptest::prop_assert!(measured <= analytic * 1.15, "element {e}: measured {measured} > analytic {analytic}");
+            proptest::prop_assert!(measured >= analytic * 0.8, "element {e}: measured {measured} << analytic {analytic}");
+        }
+    }
+}
