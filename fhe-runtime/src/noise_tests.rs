@@ -2,7 +2,7 @@
 //! tfhe-rs's noise checks: sample many ciphertexts, decrypt the raw phase, compare the
 //! measured variance with the predicted one.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use fheml_circuits::{CircuitBuilder, Interval, Lut, Table};
 use tfhe::core_crypto::prelude::*;

@@ -175,6 +175,7 @@ pub fn optimize(log2_n: u32, constraints: &[Constraint]) -> Option<(GeneratedPar
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::generated::check_security;
