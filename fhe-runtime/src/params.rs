@@ -119,16 +119,14 @@ impl Parameters {
     pub fn set(&self) -> ParameterSet {
         match self {
             Parameters::Vetted(id) => id.set(),
-            Parameters::Generated(g) => {
-                ParameterSet {
-                    id: *self,
-                    name: g.name(),
-                    params: g.to_tfhe(),
-                    cost: g.cost(),
-                    documented_cost: None,
-                    max_norm2: None,
-                }
-            }
+            Parameters::Generated(g) => ParameterSet {
+                id: *self,
+                name: g.name(),
+                params: g.to_tfhe(),
+                cost: g.cost(),
+                documented_cost: None,
+                max_norm2: None,
+            },
         }
     }
 
