@@ -70,8 +70,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 pub(crate) fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    // tfhe-rs's FFT is markedly faster with AVX-512: say which machine the figures come from.
+    let avx512 = if info.contains("avx512f") { "AVX-512" } else { "no AVX-512" };
+    let cpu = Some(info.as_str())
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("model name"))
@@ -79,7 +81,7 @@ pub(crate) fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cpu}, {threads} threads")
+    format!("{cpu}, {avx512}, {threads} threads")
 }
 
 fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
@@ -223,7 +225,11 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
     md += &format!(
         ". Machine: {}. Concrete ML figures from `{}` (Concrete ML 1.9.0, p_error 2^-40, same splits and hyperparameters). \
 fheml uses p_error 2^-40 per lookup. Latency: median per sample of quantize + encrypt + evaluate + decrypt, in Execute mode \
-(real TFHE), on the first rows of the test split.\n\n",
+(real TFHE), on the first rows of the test split. Bootstrap ms: one keyswitch + bootstrap on the chosen set, one thread, \
+measured in the same run; bootstrap-bound ratio: latency ÷ (bootstraps × bootstrap ms ÷ threads). Parameters named `gen_...` \
+were generated for the circuit by the optimizer (`--params vetted` pins tfhe-rs's sets). The mlp rows use Concrete ML's \
+architecture (two hidden layers of 4x the features); mlp rows without `hidden=` are fheml's default network, a different \
+model, not compared.\n\n",
         machine(),
         o.anchors.display()
     );
