@@ -270,23 +270,27 @@ impl CompiledCircuit {
     ) -> Result<Vec<Tensor<Ct>>> {
         let params = self.plan.parameters.set().params;
         let n = params.polynomial_size.0;
-        let mut next = start;
+        let mut first = start;
         spec.inputs
             .iter()
             .map(|(shape, _, deltas)| {
+                // In parallel: a sample may have thousands of inputs (thermometer bits), and
+                // extracting them alone would leave the other threads idle.
                 let values: Vec<Ct> = deltas
-                    .iter()
-                    .map(|d| {
+                    .par_iter()
+                    .enumerate()
+                    .map(|(j, d)| {
+                        let next = first + j;
                         let mut lwe = LweCiphertextOwned::new(0u64, lwe_size, params.ciphertext_modulus);
                         extract_lwe_sample_from_glwe_ciphertext(
                             &packed.get(next / n),
                             &mut lwe,
                             MonomialDegree(next % n),
                         );
-                        next += 1;
                         Ct { lwe, delta_log: *d }
                     })
                     .collect();
+                first += deltas.len();
                 ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| FheError::BadCiphertexts(e.to_string()))
             })
             .collect()
