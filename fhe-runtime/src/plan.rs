@@ -404,7 +404,6 @@ pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
             Op::Input { .. } | Op::Lookup(..) | Op::Round { .. } => {}
         }
     }
-    let _ = materialised;
     need
 }
 
@@ -848,12 +847,11 @@ fn generated_candidate(
 }
 
 /// One sentence on why nothing fits: the tightest lookup or output and what to change.
-fn why_nothing_fits(circuit: &Circuit, config: &FheConfig, materialised: &[bool]) -> String {
+fn why_nothing_fits(circuit: &Circuit, config: &FheConfig) -> String {
     let cost = circuit.cost();
     let widest = cost.lookups.iter().max_by_key(|l| l.precision);
     let noisiest = cost.lookups.iter().max_by(|a, b| a.norm2.total_cmp(&b.norm2));
     let too_wide = widest.filter(|l| l.precision.0 + 1 > crate::generated::bounds::LOG2_POLYNOMIAL_SIZE.1);
-    let _ = materialised;
     if let Some(l) = too_wide {
         return format!(
             "lookup node {} reads {}, more than any bootstrap resolves; round its accumulator (accumulator_bits) or use fewer bits",
@@ -973,10 +971,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         }
     }
     let Some(Feasible { set, shared, deltas, eval, bootstraps }) = best else {
-        return Err(FheError::NoParameters {
-            why: why_nothing_fits(circuit, config, &materialised),
-            candidates: reasons.join("\n"),
-        });
+        return Err(FheError::NoParameters { why: why_nothing_fits(circuit, config), candidates: reasons.join("\n") });
     };
     let threads = rayon::current_num_threads().max(1);
     let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
