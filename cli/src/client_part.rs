@@ -67,6 +67,8 @@ impl ClientPart {
         if fheml_fhe_runtime::peek_fingerprint(bytes, Kind::ClientSpec)? != part.spec.fingerprint {
             return Err(CliError::Usage("client part: fingerprint does not match its content".into()));
         }
+        // A hostile server could name an insecure or enormous parameter set: refuse it before keygen.
+        part.spec.validate()?;
         Ok(part)
     }
 }
