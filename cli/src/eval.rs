@@ -72,7 +72,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn progress(len: usize, label: &str) -> ProgressBar {
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress(len: usize, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}")

@@ -121,7 +121,12 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
         .map(|n| ("n_bits", n.as_str()))
         .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let params = MlpParams::from_options(task, settings)?;
-    let model = params.fit(table.x.view(), y.view())?;
+    let bar = crate::eval::progress(params.get().epochs, "training");
+    let model = params.fit_observed(table.x.view(), y.view(), &mut |report| {
+        bar.set_position(report.epoch as u64);
+        bar.set_message(format!("loss {:.4}", report.loss));
+    })?;
+    bar.finish_and_clear();
     let fhe = FheModel::compile(model.compile()?, &options.config)?;
     Ok(SavedModel { name: "mlp".into(), feature_names: table.feature_names.clone(), float: FloatModel::Nn(model), fhe })
 }

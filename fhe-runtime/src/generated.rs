@@ -425,7 +425,10 @@ mod tests {
         let mean = (ratios.iter().map(|(_, r)| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
         for (name, ratio) in &ratios {
             let relative = ratio / mean;
-            assert!((0.6..1.6).contains(&relative), "{name}: model/documented {ratio:.3} vs mean {mean:.3}: {ratios:?}");
+            assert!(
+                (0.6..1.6).contains(&relative),
+                "{name}: model/documented {ratio:.3} vs mean {mean:.3}: {ratios:?}"
+            );
         }
     }
 

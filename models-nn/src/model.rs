@@ -10,7 +10,7 @@ use crate::error::{NnError, Result};
 use crate::lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
 use crate::network::Network;
 use crate::params::{NnTask, ValidMlpParams};
-use crate::train::{IntegerInputs, Targets, TrainingSetup, train};
+use crate::train::{EpochReport, IntegerInputs, Targets, TrainingSetup, train};
 
 /// Float preprocessing in front of the network: `(x - offset) / scale` per feature. The
 /// circuit never computes it: it is folded into the input quantization.
@@ -61,11 +61,32 @@ impl ValidMlpParams {
     pub fn fit(&self, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<NnModel> {
         NnModel::fit(self, x, y)
     }
+
+    /// [`Self::fit`], telling `on_epoch` about every finished epoch (for a progress bar).
+    pub fn fit_observed(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        on_epoch: &mut dyn FnMut(EpochReport),
+    ) -> Result<NnModel> {
+        NnModel::fit_observed(self, x, y, on_epoch)
+    }
 }
 
 impl NnModel {
     /// Trains an MLP with quantization-aware training; see [`crate::MlpParams`].
     pub fn fit(params: &ValidMlpParams, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self> {
+        Self::fit_observed(params, x, y, &mut |_| {})
+    }
+
+    /// [`Self::fit`], telling `on_epoch` about every finished epoch.
+    pub fn fit_observed(
+        params: &ValidMlpParams,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        on_epoch: &mut dyn FnMut(EpochReport),
+    ) -> Result<Self> {
+        let params = &params.sized_for(x.ncols());
         let p = params.get();
         if x.nrows() == 0 || x.ncols() == 0 {
             return Err(NnError::Data("no training rows or no features".into()));
@@ -120,7 +141,7 @@ impl NnModel {
             batch_size: p.batch_size,
             seed: p.seed,
         };
-        let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets)?;
+        let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets, on_epoch)?;
         Ok(Self {
             network: trained.network,
             standardizer: Some(Standardizer { offset, scale: sigma }),
