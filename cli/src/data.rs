@@ -194,15 +194,15 @@ impl RawTable {
             }
             Some(first)
         };
-        let width = header.as_ref().map_or(records[0].len(), Vec::len);
+        if records.is_empty() {
+            return Err(bad("no data rows".into()));
+        }
+        let width = header.as_ref().map_or_else(|| records[0].len(), Vec::len);
         for (record, line) in records.iter().zip(&lines) {
             if record.len() != width {
                 let what = if header.is_some() { "the header has" } else { "the first row has" };
                 return Err(bad(format!("line {line} has {} fields, {what} {width}", record.len())));
             }
-        }
-        if records.is_empty() {
-            return Err(bad("no data rows".into()));
         }
         Ok(RawTable { path: display, header, rows: records, lines })
     }

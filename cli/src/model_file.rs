@@ -381,3 +381,37 @@ pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
     let names = value.pointer("/learner/feature_names").and_then(|v| v.as_array());
     Ok(names.filter(|n| !n.is_empty()).map(|n| n.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A model file written before the schema was recorded still loads, its columns taken
+    /// from the recorded feature names.
+    #[test]
+    fn version_1_model_files_still_load() {
+        let (train, _) = crate::data::embedded("iris").unwrap();
+        let options =
+            TrainOptions { model: "logistic", task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+        let saved = super::train(&train, &options).unwrap();
+        #[derive(Serialize)]
+        struct V1<'a> {
+            name: &'a str,
+            feature_names: &'a [String],
+            float: &'a FloatModel,
+            fhe: &'a FheModel,
+        }
+        let v1 = V1 { name: &saved.name, feature_names: &saved.feature_names, float: &saved.float, fhe: &saved.fhe };
+        let bytes = fheml_fhe_runtime::seal(Kind::Model, &saved.fhe.compiled().fingerprint(), &v1).unwrap();
+        let dir = std::env::temp_dir().join(format!("fheml-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("v1.fheml"), dir.join("v2.fheml"));
+        std::fs::write(&old, bytes).unwrap();
+        saved.save(&new).unwrap();
+        let loaded = SavedModel::load(&old).unwrap();
+        assert_eq!(loaded.schema, DataSchema::numeric(&saved.feature_names));
+        assert_eq!(SavedModel::load(&new).unwrap().schema, saved.schema);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
