@@ -753,6 +753,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             let config = compile.config()?;
             let mut saved = model_file::import_xgboost(&json, &table, n_bits, &config)?;
+            // XGBoost's classes are 0..k over the sorted labels; text labels read from the
+            // calibration target only name them when every class is there.
+            if let Some(labels) = &saved.schema.labels {
+                let classes = match &saved.fhe.model().task {
+                    fheml_circuits::Task::Classification { classes } => classes.len(),
+                    fheml_circuits::Task::Regression => 0,
+                };
+                if labels.len() != classes {
+                    return Err(CliError::Usage(format!(
+                        "the calibration target holds {} text labels ({}), the XGBoost model has {classes} classes: \
+                         one label per class is needed",
+                        labels.len(),
+                        labels.join(", ")
+                    )));
+                }
+            }
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             say!(

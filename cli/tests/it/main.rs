@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod data;
+mod import;
 mod nn;
 mod serve;
 
