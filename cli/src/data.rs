@@ -388,6 +388,9 @@ impl DataSchema {
     pub fn select(&self, raw: &RawTable, selection: Selection) -> Result<ScoringTable> {
         let names = self.column_names();
         let target_name = selection.target;
+        if let Some(target) = target_name.filter(|t| names.contains(t)) {
+            return Err(raw.bad(format!("--target names `{target}`, which is one of the model's input columns")));
+        }
         // Where each model column, the target and the id sit in the file.
         let (positions, target_at, id_at) = match &raw.header {
             None => {

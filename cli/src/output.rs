@@ -72,10 +72,11 @@ impl PredictionOutput<'_> {
                 _ => Err(CliError::Usage("--proba: this model gives no class probabilities".into())),
             }
         };
+        // Text labels stay text; numeric labels and regression values stay JSON numbers.
         let value = |p: &Prediction| -> Value {
-            match (&self.schema.labels, self.task) {
-                (Some(_), _) => Value::String(self.schema.label(p.value)),
-                _ => serde_json::Number::from_f64(p.value).map_or(Value::Null, Value::Number),
+            match &self.schema.labels {
+                Some(_) => Value::String(self.schema.label(p.value)),
+                None => serde_json::Number::from_f64(p.value).map_or(Value::Null, Value::Number),
             }
         };
         match self.format {
