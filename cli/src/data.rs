@@ -148,7 +148,9 @@ impl RawTable {
         let display = path.display().to_string();
         let bad = |detail: String| CliError::Data { path: display.clone(), detail };
         let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
-        let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(&text));
+        // Spreadsheets often save UTF-8 with a byte-order mark, which would end up in the first name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(text));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -564,6 +566,8 @@ mod tests {
         assert_eq!(detect_delimiter("single\n"), b',');
         let t = raw("semi", "a;b;target\n1,5;2;0\n", CsvOptions::default()).unwrap();
         assert_eq!(t.header.as_ref().unwrap().len(), 3);
+        let bom = raw("bom", "\u{feff}a,target\r\n1,0\r\n", CsvOptions::default()).unwrap();
+        assert_eq!(bom.header.unwrap(), ["a", "target"]);
         assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
         assert!(parse_delimiter("ab").is_err());
     }
