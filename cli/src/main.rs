@@ -794,8 +794,9 @@ fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
         .columns
         .iter()
         .map(|c| match &c.categories {
-            Some(k) => format!("{} (one-hot: {})", c.name, k.join("|")),
-            None => c.name.clone(),
+            // Quoted: header names often hold spaces and commas (`sepal length (cm)`).
+            Some(k) => format!("`{}` (one-hot: {})", c.name, k.join("|")),
+            None => format!("`{}`", c.name),
         })
         .collect();
     let classes = match &saved.fhe.model().task {

@@ -189,6 +189,32 @@ fn text_labels_round_trip_and_predict_matches_eval() {
     assert_eq!(predictions(&executed), expected);
     assert!(ok(&["inspect", s(&model)]).contains("classes           setosa, versicolor, virginica"));
 
+    // Through the file-based deployment too (a linear model: no bootstrapping key to make).
+    let linear = dir.path("logistic.fheml");
+    ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&linear)]);
+    let keys = dir.path("keys");
+    ok(&["keygen", "--model", s(&linear), "--out-dir", s(&keys)]);
+    let (query, answer) = (dir.path("q.bin"), dir.path("a.bin"));
+    let client_key = keys.join("client.key");
+    ok(&["encrypt", "--model", s(&linear), "--key", s(&client_key), "--data", s(&two), "--out", s(&query)]);
+    ok(&[
+        "run",
+        "--model",
+        s(&linear),
+        "--eval-key",
+        s(&keys.join("eval.key")),
+        "--in",
+        s(&query),
+        "--out",
+        s(&answer),
+    ]);
+    let decrypted = ok(&["decrypt", "--model", s(&linear), "--key", s(&client_key), "--in", s(&answer)]);
+    assert_eq!(decrypted, ok(&["predict", "--model", s(&linear), "--data", s(&two)]));
+    assert!(predictions(&decrypted).iter().all(|l| SPECIES.contains(&l.as_str())), "{decrypted}");
+    let json = ok(&["decrypt", "--model", s(&linear), "--key", s(&client_key), "--in", s(&answer), "--format", "json"]);
+    let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert!(first["prediction"].is_string(), "{json}");
+
     // Labels the model never saw, and text labels for a regressor, are refused by name.
     let unseen = dir.path("unseen.csv");
     std::fs::write(&unseen, text.replacen("setosa", "rosa", 1)).unwrap();
@@ -222,7 +248,7 @@ fn categorical_columns_are_one_hot_encoded() {
     fails(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&model)], "--categorical size");
     ok(&["train", "--model", "logistic", "--data", s(&train), "--categorical", "size", "--out", s(&model)]);
     let inspect = ok(&["inspect", s(&model)]);
-    assert!(inspect.contains("size (one-hot: large|medium|small)"), "{inspect}");
+    assert!(inspect.contains("`size` (one-hot: large|medium|small)"), "{inspect}");
     assert_eq!(predictions(&ok(&["predict", "--model", s(&model), "--data", s(&test)])).len(), 30);
     let odd = dir.path("odd.csv");
     std::fs::write(&odd, std::fs::read_to_string(&test).unwrap().replacen("small", "tiny", 1)).unwrap();
