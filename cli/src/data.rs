@@ -258,10 +258,16 @@ impl RawTable {
         let target_index = match target {
             Target::None => None,
             Target::Named(name) => Some(index(name).ok_or_else(|| {
+                let headerless = header.iter().any(|h| parse_number(h).is_some());
                 self.bad(format!(
                     "no target column `{name}` (columns: {}); name the target with --target NAME, or pass \
-                     --no-target if the file has none",
-                    header.join(", ")
+                     --no-target if the file has none{}",
+                    header.join(", "),
+                    if headerless {
+                        "; the first row holds numbers: training needs a header row naming the columns"
+                    } else {
+                        ""
+                    }
                 ))
             })?),
         };
