@@ -11,7 +11,7 @@ use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Table;
+use crate::data::{DataSchema, Table};
 use crate::error::{CliError, Result};
 
 /// Model names `train` accepts.
@@ -54,6 +54,20 @@ pub struct SavedModel {
     pub float: FloatModel,
     /// The quantized, lowered and compiled model.
     pub fhe: FheModel,
+    /// The data file's columns by name, the target column and the text class labels.
+    /// Last, so that a file written before it existed fails to decode as this layout and is
+    /// read as [`SavedModelV1`] instead (bincode has no field names to go by).
+    pub schema: DataSchema,
+}
+
+/// The model file layout before [`DataSchema`] was recorded: still read, its columns are the
+/// recorded feature names (all numeric), with numeric labels.
+#[derive(Deserialize)]
+struct SavedModelV1 {
+    name: String,
+    feature_names: Vec<String>,
+    float: FloatModel,
+    fhe: FheModel,
 }
 
 /// Training options.
@@ -104,6 +118,7 @@ fn train_tree(
     Ok(SavedModel {
         name: kind.name().to_string(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Tree(model),
         fhe,
     })
@@ -128,7 +143,13 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
     })?;
     bar.finish_and_clear();
     let fhe = FheModel::compile(model.compile()?, &options.config)?;
-    Ok(SavedModel { name: "mlp".into(), feature_names: table.feature_names.clone(), float: FloatModel::Nn(model), fhe })
+    Ok(SavedModel {
+        name: "mlp".into(),
+        feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
+        float: FloatModel::Nn(model),
+        fhe,
+    })
 }
 
 /// What `import-onnx` needs besides the file.
@@ -230,6 +251,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     Ok(SavedModel {
         name: "onnx".into(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Nn(model),
         fhe,
     })
@@ -253,6 +275,7 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
     Ok(SavedModel {
         name: "gbdt".into(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Tree(model),
         fhe,
     })
@@ -292,6 +315,7 @@ pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     Ok(SavedModel {
         name: kind.name().to_string(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Linear(model),
         fhe,
     })
@@ -312,9 +336,22 @@ impl SavedModel {
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_limited(path, limits::MODEL_BYTES)?;
-        let model: SavedModel = fheml_fhe_runtime::open(&bytes, Kind::Model, None, limits::MODEL_BYTES)
-            .map_err(|e| CliError::Data { path: path.display().to_string(), detail: e.to_string() })?;
-        Ok(model)
+        match fheml_fhe_runtime::open::<SavedModel>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+            Ok(model) => Ok(model),
+            Err(current) => {
+                match fheml_fhe_runtime::open::<SavedModelV1>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+                    Ok(v1) => Ok(SavedModel {
+                        schema: DataSchema::numeric(&v1.feature_names),
+                        name: v1.name,
+                        feature_names: v1.feature_names,
+                        float: v1.float,
+                        fhe: v1.fhe,
+                    }),
+                    // The current layout's error names the real problem (truncation, checksum, ...).
+                    Err(_) => Err(CliError::Data { path: path.display().to_string(), detail: current.to_string() }),
+                }
+            }
+        }
     }
 }
 
@@ -339,4 +376,47 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         CliError::io(path, e)
     })
+}
+
+/// The feature names an XGBoost JSON model records (`learner.feature_names`), if any.
+pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
+    let text = std::fs::read_to_string(json).map_err(|e| CliError::io(json, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Data { path: json.display().to_string(), detail: format!("not JSON: {e}") })?;
+    let names = value.pointer("/learner/feature_names").and_then(|v| v.as_array());
+    Ok(names.filter(|n| !n.is_empty()).map(|n| n.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A model file written before the schema was recorded still loads, its columns taken
+    /// from the recorded feature names.
+    #[test]
+    fn version_1_model_files_still_load() {
+        let (train, _) = crate::data::embedded("iris").unwrap();
+        let options =
+            TrainOptions { model: "logistic", task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+        let saved = super::train(&train, &options).unwrap();
+        #[derive(Serialize)]
+        struct V1<'a> {
+            name: &'a str,
+            feature_names: &'a [String],
+            float: &'a FloatModel,
+            fhe: &'a FheModel,
+        }
+        let v1 = V1 { name: &saved.name, feature_names: &saved.feature_names, float: &saved.float, fhe: &saved.fhe };
+        let bytes = fheml_fhe_runtime::seal(Kind::Model, &saved.fhe.compiled().fingerprint(), &v1).unwrap();
+        let dir = std::env::temp_dir().join(format!("fheml-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("v1.fheml"), dir.join("v2.fheml"));
+        std::fs::write(&old, bytes).unwrap();
+        saved.save(&new).unwrap();
+        let loaded = SavedModel::load(&old).unwrap();
+        assert_eq!(loaded.schema, DataSchema::numeric(&saved.feature_names));
+        assert_eq!(SavedModel::load(&new).unwrap().schema, saved.schema);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
