@@ -20,6 +20,8 @@ Models:
 - `cnn.onnx`: 1x8x8 image -> Conv 3x3 pad 1 -> BatchNormalization -> Relu
   -> AveragePool 2x2 -> Flatten -> Gemm(transB=1, explicit alpha = beta = 1) -> Softmax
   -> 10 outputs.
+- `binary.onnx`: a single-logit binary classifier as torch exports it: 4 features -> Cast
+  (to float) -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
 - `maxpool.onnx` (invalid: MaxPool), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
@@ -144,6 +146,28 @@ def mlp():
     save(m, "mlp", xs)
 
 
+def binary():
+    rng = np.random.default_rng(8)
+    n = lambda *shape: f32(rng.normal(size=shape) * 0.8)
+    inits = [init("W1", n(6, 4)), init("b1", n(6)), init("W2", n(1, 6)), init("b2", n(1))]
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xf"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Gemm", ["xf", "W1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "W2", "b2"], ["logit"], name="fc2", transB=1),
+        helper.make_node("Sigmoid", ["logit"], ["p"], name="sigmoid"),
+    ]
+    m = model(
+        "fheml_binary",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1])],
+        inits,
+    )
+    xs = f32(np.random.default_rng(80).normal(size=(8, 4)) * 1.5)
+    save(m, "binary", xs)
+
+
 def cnn(name="cnn", group=1):
     rng = np.random.default_rng(7)
     n = lambda *shape: f32(rng.normal(size=shape) * 0.5)
@@ -226,6 +250,7 @@ def residual():
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     mlp()
+    binary()
     cnn()
     cnn("grouped_conv", group=2)
     maxpool()

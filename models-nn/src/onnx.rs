@@ -24,7 +24,7 @@
 //! | `Add`, `Sub`, `Mul`, `Div` with one constant operand (`constant / x` excepted) | [`Layer::Affine`] |
 //! | `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `Elu`, `Softplus` | [`Layer::Activation`] |
 //! | `Flatten`, `Reshape` (constant shape, batch axis kept) | [`Layer::Reshape`] |
-//! | `Identity`, `Dropout` | nothing (inference no-ops) |
+//! | `Identity`, `Dropout`, `Cast` to float32/float64 | nothing (inference no-ops) |
 //! | `Softmax`, `LogSoftmax` over the features, as the last operator only | nothing: reported in [`ImportedOnnx::output_activation`] |
 //!
 //! Anything else (`MaxPool`, `Concat`, `Transpose`, `Shape`, custom domains, ...) is an
@@ -65,6 +65,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "BatchNormalization",
     "Identity",
     "Dropout",
+    "Cast",
     "Softmax",
     "LogSoftmax",
     "Constant",
@@ -475,6 +476,15 @@ fn convert_node(
         Node::Elu(n) => activation(Activation::Elu { alpha: n.config.alpha }),
         Node::Softplus(_) => activation(Activation::Softplus),
         Node::Identity(_) | Node::Dropout(_) => return Ok(None),
+        // Exporters cast the features to the network's float type; the importer computes in
+        // f64, so a cast to another type would change values it cannot reproduce.
+        Node::Cast(n) if matches!(n.config.to, onnx_ir::DType::F32 | onnx_ir::DType::F64) => return Ok(None),
+        Node::Cast(n) => {
+            return Err(unsupported(format!(
+                "cast to {:?}: only casts to float32 or float64 are supported",
+                n.config.to
+            )));
+        }
         Node::Flatten(n) => {
             let axis = n.config.axis;
             if axis == 0 {

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use fheml_circuits::{RoundingMode, Task};
 use fheml_models_nn::onnx::{OutputActivation, import_onnx, import_onnx_bytes};
-use fheml_models_nn::{Activation, Layer, NnError};
+use fheml_models_nn::{Activation, Layer, NnError, NnModel, QuantSettings};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
@@ -94,6 +95,34 @@ fn onnx_cnn_fixture_imports_and_matches_recorded_outputs() {
     let rec = recorded("cnn");
     let logits = net.forward_row(&rec.inputs[0]).unwrap();
     assert_close(&OutputActivation::Softmax.apply(&logits), &rec.outputs[0], "softmax(logits)");
+}
+
+#[test]
+fn onnx_single_logit_binary_classifier_imports_with_its_cast_and_sigmoid() {
+    let imported = check_fixture("binary");
+    assert_eq!(imported.network.n_outputs(), 1);
+    let rec = recorded("binary");
+    // Calibrate on a grid of rows around the recorded ones; labels 0/1 from the probability.
+    let rows: Vec<Vec<f64>> = (0..200)
+        .map(|i| (0..4).map(|j| ((i * 7 + j * 13) % 29) as f64 / 29.0 * 6.0 - 3.0).collect())
+        .chain(rec.inputs.iter().cloned())
+        .collect();
+    let x = ndarray::Array2::from_shape_fn((rows.len(), 4), |(i, j)| rows[i][j]);
+    let settings = QuantSettings { w_bits: 6, a_bits: 6, accumulator_bits: None, rounding: RoundingMode::Exact };
+    let task = Task::Classification { classes: vec![0.0, 1.0] };
+    let model = NnModel::from_network(imported.network.clone(), x.view(), 8, settings, task).unwrap();
+    // The final Sigmoid leaves the circuit: the client maps the logit to a probability.
+    assert!(!model.network().layers().contains(&Layer::Activation(Activation::Sigmoid)));
+    let circuit = model.compile().unwrap();
+    let float = model.predict(x.view()).unwrap();
+    let mut agree = 0;
+    for (k, row) in rows.iter().enumerate() {
+        let probability = imported.forward_row(row).unwrap()[0];
+        assert_eq!(float[k], f64::from(u8::from(probability > 0.5)), "row {k}: p {probability}");
+        agree += usize::from(circuit.predict_clear(row).unwrap().value == float[k]);
+    }
+    // 8-bit inputs and 6-bit weights move rows within a few hundredths of the boundary.
+    assert!(agree as f64 >= 0.95 * rows.len() as f64, "quantized labels agree on {agree} of {} rows", rows.len());
 }
 
 #[test]

@@ -154,3 +154,28 @@ fn onnx_imports_with_calibration_and_refuses_bad_input() {
     let bad = fheml(&["import-onnx", "--data", s(&train), "--out", s(&refused)]);
     assert!(!bad.status.success() && !refused.exists());
 }
+
+#[test]
+fn onnx_single_logit_binary_classifier_imports_and_predicts_two_labels() {
+    let dir = Scratch::new("onnx-binary");
+    let (train, _) = write_iris(&dir);
+    // Two classes: iris setosa or not.
+    let binary = dir.path("binary.csv");
+    let text = std::fs::read_to_string(&train).unwrap();
+    let mut lines = text.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for line in lines {
+        let (features, label) = line.rsplit_once(',').unwrap();
+        out.push_str(&format!("{features},{}\n", u8::from(label.trim() != "0")));
+    }
+    std::fs::write(&binary, out).unwrap();
+    let model = dir.path("binary.fheml");
+    let imported = ok(&["import-onnx", s(&fixture("binary.onnx")), "--data", s(&binary), "--out", s(&model)]);
+    assert!(imported.contains("saved"), "{imported}");
+    let eval = json(&["eval", "--model", s(&model), "--data", s(&binary), "--mode", "clear", "--json"]);
+    // Random weights: the test is that quantization keeps the float network's labels.
+    let gap = eval["quantized"].as_f64().unwrap() - eval["float"].as_f64().unwrap();
+    assert!(gap.abs() <= 0.05, "{eval}");
+    let predictions = ok(&["predict", "--model", s(&model), "--data", s(&binary), "--mode", "clear"]);
+    assert!(predictions.lines().skip(1).all(|l| l.ends_with(",0") || l.ends_with(",1") || l == "0" || l == "1"), "{predictions}");
+}
