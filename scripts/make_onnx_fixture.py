@@ -22,6 +22,8 @@ Models:
   -> 10 outputs.
 - `binary.onnx`: a single-logit binary classifier as torch exports it: 4 features -> Cast
   (to float) -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
+- `flat_cnn.onnx`: the same CNN on a flat 64-feature row, reshaped to 1x8x8 before the Conv
+  (as exports of networks trained on flat tabular pixels come).
 - `maxpool.onnx` (invalid: MaxPool), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
@@ -168,7 +170,7 @@ def binary():
     save(m, "binary", xs)
 
 
-def cnn(name="cnn", group=1):
+def cnn(name="cnn", group=1, flat_input=False):
     rng = np.random.default_rng(7)
     n = lambda *shape: f32(rng.normal(size=shape) * 0.5)
     channels = 4
@@ -183,7 +185,11 @@ def cnn(name="cnn", group=1):
         init("fc_b", n(10)),
     ]
     in_channels = 1 if group == 1 else 4
-    nodes = [
+    # `flat_input`: the features arrive as a flat row, reshaped to an image before the Conv.
+    reshape = [helper.make_node("Reshape", ["pixels", "image_shape"], ["image"], name="to_image")] if flat_input else []
+    if flat_input:
+        inits.append(i64("image_shape", [-1, 1, 8, 8]))
+    nodes = reshape + [
         helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group),
         helper.make_node(
             "BatchNormalization", ["c1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"], name="bn1", epsilon=1e-5
@@ -198,7 +204,11 @@ def cnn(name="cnn", group=1):
     m = model(
         "fheml_" + name,
         nodes,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", in_channels, 8, 8])],
+        [
+            helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])
+            if flat_input
+            else helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", in_channels, 8, 8])
+        ],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])],
         inits,
     )
@@ -206,6 +216,8 @@ def cnn(name="cnn", group=1):
         save(m, name)
         return
     xs = f32(np.random.default_rng(70).uniform(0.0, 1.0, size=(4, 1, 8, 8)))
+    if flat_input:
+        xs = xs.reshape(4, 64)
     save(m, name, xs, output_activation="softmax")
 
 
@@ -252,6 +264,7 @@ if __name__ == "__main__":
     mlp()
     binary()
     cnn()
+    cnn("flat_cnn", flat_input=True)
     cnn("grouped_conv", group=2)
     maxpool()
     residual()

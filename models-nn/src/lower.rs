@@ -30,6 +30,9 @@ use crate::network::{Activation, Layer, Network};
 /// unit). Classifier logits keep their full integer resolution.
 pub const OUTPUT_RESOLUTION_BITS: u32 = 8;
 
+/// Widest input a table lookup can read (the circuit builder's limit).
+const MAX_TABLE_BITS: u32 = 16;
+
 /// Bit widths and rounding of the lowered network.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantSettings {
@@ -86,12 +89,19 @@ impl InputQuantization {
         })
     }
 
-    /// Per-feature quantizers for vector inputs, a shared one for image inputs.
+    /// Per-feature quantizers for vector inputs, a shared one for image inputs, including a
+    /// flat row that the network reshapes into an image for a convolution (a convolution's
+    /// weights apply to every pixel of a channel, so its pixels must share one scale).
     pub fn for_network(network: &Network, n_bits: u8, data: ArrayView2<f64>) -> Result<Self> {
         if data.ncols() != network.n_inputs() {
             return Err(NnError::FeatureCount { expected: network.n_inputs(), got: data.ncols() });
         }
-        if network.input_shape().len() > 1 {
+        let convolves_its_input = network
+            .layers()
+            .iter()
+            .take_while(|l| !matches!(l, Layer::Dense { .. }))
+            .any(|l| matches!(l, Layer::Conv2d { .. } | Layer::AvgPool2d { .. }));
+        if network.input_shape().len() > 1 || convolves_its_input {
             Self::calibrate_shared(n_bits, data)
         } else {
             Self::calibrate(n_bits, data)
@@ -407,6 +417,18 @@ impl Lowering<'_> {
             let picked = self.b.gather(x.node, elements.clone(), &[elements.len()])?;
             let source = if lsbs > 0 { self.b.round(picked, lsbs, self.settings.rounding)? } else { picked };
             let step = 2f64.powi(lsbs as i32);
+            let widest = self.b.element_ranges(source).iter().map(|r| r.span_bits().0).max().unwrap_or(1);
+            if widest > MAX_TABLE_BITS {
+                return Err(NnError::InvalidParameter {
+                    name: "accumulator_bits".into(),
+                    reason: format!(
+                        "layer {layer} ({}) reads accumulators of {widest} bits and a table lookup reads at most \
+                         {MAX_TABLE_BITS}; round them with accumulator_bits (e.g. accumulator_bits=6) or use fewer \
+                         w_bits, a_bits or n_bits",
+                        f.name()
+                    ),
+                });
+            }
             let tables = elements
                 .iter()
                 .zip(self.b.element_ranges(source))

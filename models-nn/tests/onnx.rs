@@ -126,6 +126,28 @@ fn onnx_single_logit_binary_classifier_imports_with_its_cast_and_sigmoid() {
 }
 
 #[test]
+fn onnx_flat_input_reshaped_before_conv_imports_and_quantizes() {
+    let imported = check_fixture("flat_cnn");
+    assert_eq!(imported.network.input_shape(), &[64]);
+    let rec = recorded("flat_cnn");
+    let x = ndarray::Array2::from_shape_fn((rec.inputs.len(), 64), |(i, j)| rec.inputs[i][j]);
+    let task = Task::Classification { classes: (0..10).map(f64::from).collect() };
+    // Unrounded 6-bit accumulators are too wide for a table: one sentence says which layer and what to set.
+    let wide = QuantSettings { w_bits: 6, a_bits: 6, accumulator_bits: None, rounding: RoundingMode::Exact };
+    let too_wide = NnModel::from_network(imported.network.clone(), x.view(), 8, wide, task.clone()).unwrap();
+    let message = too_wide.compile().unwrap_err().to_string();
+    assert!(message.contains("layer") && message.contains("accumulator_bits="), "{message}");
+    let settings = QuantSettings { w_bits: 6, a_bits: 6, accumulator_bits: Some(8), rounding: RoundingMode::Exact };
+    // Used to fail with "conv2d: the scale varies within channel 0": the pixels must share a scale.
+    let model = NnModel::from_network(imported.network.clone(), x.view(), 8, settings, task).unwrap();
+    let circuit = model.compile().unwrap();
+    let float = model.predict(x.view()).unwrap();
+    for (k, row) in rec.inputs.iter().enumerate() {
+        assert_eq!(circuit.predict_clear(row).unwrap().value, float[k], "row {k}");
+    }
+}
+
+#[test]
 fn onnx_bytes_import_matches_file_import() {
     let bytes = std::fs::read(fixture("mlp.onnx")).unwrap();
     let from_bytes = import_onnx_bytes(&bytes, "mlp in memory").unwrap();

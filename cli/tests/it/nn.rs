@@ -177,5 +177,8 @@ fn onnx_single_logit_binary_classifier_imports_and_predicts_two_labels() {
     let gap = eval["quantized"].as_f64().unwrap() - eval["float"].as_f64().unwrap();
     assert!(gap.abs() <= 0.05, "{eval}");
     let predictions = ok(&["predict", "--model", s(&model), "--data", s(&binary), "--mode", "clear"]);
-    assert!(predictions.lines().skip(1).all(|l| l.ends_with(",0") || l.ends_with(",1") || l == "0" || l == "1"), "{predictions}");
+    assert!(
+        predictions.lines().skip(1).all(|l| l.ends_with(",0") || l.ends_with(",1") || l == "0" || l == "1"),
+        "{predictions}"
+    );
 }
