@@ -24,7 +24,8 @@ Models:
   (to float) -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
 - `flat_cnn.onnx`: the same CNN on a flat 64-feature row, reshaped to 1x8x8 before the Conv
   (as exports of networks trained on flat tabular pixels come).
-- `maxpool.onnx` (invalid: MaxPool), `residual.onnx` (invalid: an Add of two computed
+- `maxpool.onnx`: 1x6x6 image -> Conv 3x3 -> Relu -> MaxPool 2x2 -> Flatten -> MatMul -> 3 outputs.
+- `unsupported.onnx` (invalid: Abs), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
 
@@ -226,7 +227,8 @@ def maxpool():
     inits = [init("conv_w", rng.normal(size=(2, 1, 3, 3))), init("fc_w", rng.normal(size=(8, 3)))]
     nodes = [
         helper.make_node("Conv", ["image", "conv_w"], ["c1"], name="conv1", kernel_shape=[3, 3]),
-        helper.make_node("MaxPool", ["c1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["a1"], name="relu1"),
+        helper.make_node("MaxPool", ["a1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["p1"], ["f1"], name="flatten1"),
         helper.make_node("MatMul", ["f1", "fc_w"], ["y"], name="fc"),
     ]
@@ -237,7 +239,26 @@ def maxpool():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
         inits,
     )
-    save(m, "maxpool")
+    xs = f32(np.random.default_rng(81).uniform(0.0, 1.0, size=(4, 1, 6, 6)))
+    save(m, "maxpool", xs)
+
+
+def unsupported():
+    rng = np.random.default_rng(9)
+    inits = [init("W1", rng.normal(size=(4, 5))), init("W2", rng.normal(size=(5, 2)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h1"], name="fc1"),
+        helper.make_node("Abs", ["h1"], ["a1"], name="abs1"),
+        helper.make_node("MatMul", ["a1", "W2"], ["y"], name="fc2"),
+    ]
+    m = model(
+        "fheml_unsupported",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    save(m, "unsupported")
 
 
 def residual():
@@ -267,4 +288,5 @@ if __name__ == "__main__":
     cnn("flat_cnn", flat_input=True)
     cnn("grouped_conv", group=2)
     maxpool()
+    unsupported()
     residual()

@@ -20,6 +20,7 @@
 //! | `Gemm` (any `alpha`, `beta`, `transB`; `transA = 0`), `MatMul` by a constant 2-D right operand, `MatMul` + `Add` | [`Layer::Dense`] |
 //! | `Conv` (2-D, `group = 1`, dilation 1, explicit pads, `auto_pad` `NOTSET`/`VALID`) | [`Layer::Conv2d`] |
 //! | `AveragePool` (2-D, no padding, dilation 1), `GlobalAveragePool` | [`Layer::AvgPool2d`] |
+//! | `MaxPool` (2-D, no padding, dilation 1; `kh·kw - 1` lookups per window) | [`Layer::MaxPool2d`] |
 //! | `BatchNormalization` (inference form) | [`Layer::Affine`], per channel (`[C, 1, 1]` on images) |
 //! | `Add`, `Sub`, `Mul`, `Div` with one constant operand (`constant / x` excepted) | [`Layer::Affine`] |
 //! | `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `Elu`, `Softplus` | [`Layer::Activation`] |
@@ -27,7 +28,7 @@
 //! | `Identity`, `Dropout`, `Cast` to float32/float64 | nothing (inference no-ops) |
 //! | `Softmax`, `LogSoftmax` over the features, as the last operator only | nothing: reported in [`ImportedOnnx::output_activation`] |
 //!
-//! Anything else (`MaxPool`, `Concat`, `Transpose`, `Shape`, custom domains, ...) is an
+//! Anything else (`Concat`, `Transpose`, `Shape`, custom domains, ...) is an
 //! [`NnError::UnsupportedOp`] naming the operator, the node and the reason; an unreadable
 //! file is an [`NnError::Onnx`].
 
@@ -61,6 +62,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Reshape",
     "Conv",
     "AveragePool",
+    "MaxPool",
     "GlobalAveragePool",
     "BatchNormalization",
     "Identity",
@@ -546,6 +548,28 @@ fn convert_node(
                 }
             }
             Layer::AvgPool2d { kernel: c.kernel_size, stride: c.strides }
+        }
+        Node::MaxPool2d(n) => {
+            let c = &n.config;
+            check_auto_pad(&c.auto_pad, unsupported)?;
+            if c.padding != PaddingConfig2d::Valid && c.padding.as_tuple() != (0, 0, 0, 0) {
+                return Err(unsupported(format!("padding {}: only unpadded pooling is supported", c.padding)));
+            }
+            if c.dilation != [1, 1] {
+                return Err(unsupported(format!("dilations {:?}: only 1 is supported", c.dilation)));
+            }
+            if n.outputs.len() > 1 {
+                return Err(unsupported("the Indices output is not supported".into()));
+            }
+            if c.ceil_mode && st.shape.len() == 3 {
+                let exact = |len: usize, k: usize, s: usize| len >= k && s > 0 && (len - k).is_multiple_of(s);
+                if !(exact(st.shape[1], c.kernel_size[0], c.strides[0])
+                    && exact(st.shape[2], c.kernel_size[1], c.strides[1]))
+                {
+                    return Err(unsupported("ceil_mode = 1 with partial windows is not supported".into()));
+                }
+            }
+            Layer::MaxPool2d { kernel: c.kernel_size, stride: c.strides }
         }
         Node::GlobalAveragePool(_) => {
             let &[_, h, w] = st.shape.as_slice() else {

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use fheml_circuits::{RoundingMode, Task};
+use fheml_fhe_runtime::{FheConfig, FheModel, Mode};
 use fheml_models_nn::onnx::{OutputActivation, import_onnx, import_onnx_bytes};
-use fheml_models_nn::{Activation, Layer, NnError, NnModel, QuantSettings};
+use fheml_models_nn::{Activation, Layer, Network, NnError, NnModel, QuantSettings};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join(name)
@@ -148,6 +149,41 @@ fn onnx_flat_input_reshaped_before_conv_imports_and_quantizes() {
 }
 
 #[test]
+fn onnx_maxpool_imports_and_its_lowering_takes_the_exact_max() {
+    let imported = check_fixture("maxpool");
+    assert!(imported.network.layers().iter().any(|l| matches!(l, Layer::MaxPool2d { kernel: [2, 2], stride: [2, 2] })));
+    let rec = recorded("maxpool");
+    let x = ndarray::Array2::from_shape_fn((rec.inputs.len(), 36), |(i, j)| rec.inputs[i][j]);
+    let settings = QuantSettings { w_bits: 8, a_bits: 6, accumulator_bits: Some(8), rounding: RoundingMode::Exact };
+    let task = Task::Classification { classes: vec![0.0, 1.0, 2.0] };
+    let model = NnModel::from_network(imported.network.clone(), x.view(), 8, settings, task).unwrap();
+    let circuit = model.compile().unwrap();
+    // 2 channels x 2x2 windows of a 4x4 map: 8 windows of 3 comparisons, after 2x16 ReLUs.
+    assert_eq!(circuit.circuit.cost().bootstraps, 32 + 8 * 3);
+    // The max commutes with the activation's quantization, so Clear tracks the float network
+    // as closely as the quantization of the other layers allows.
+    let float = model.decision_function(x.view()).unwrap();
+    let largest = float.iter().fold(0f64, |a, v| a.max(v.abs()));
+    for (k, row) in rec.inputs.iter().enumerate() {
+        let clear = circuit.predict_clear(row).unwrap().scores;
+        for (o, (a, b)) in clear.iter().zip(float.row(k)).enumerate() {
+            assert!((a - b).abs() <= 0.05 * largest, "row {k} output {o}: circuit {a} vs float {b}");
+        }
+    }
+    // Under real TFHE the pairwise max (three lookups per 2x2 window) decrypts to Clear's
+    // integers: a network that only pools its 2x2 input, outputs decrypted exactly.
+    let pool =
+        Network::new(vec![1, 2, 2], vec![Layer::MaxPool2d { kernel: [2, 2], stride: [2, 2] }, Layer::Reshape(vec![1])])
+            .unwrap();
+    let model = NnModel::from_network(pool, x.slice(ndarray::s![.., ..4]), 3, settings, Task::Regression).unwrap();
+    let circuit = model.compile().unwrap();
+    assert_eq!(circuit.circuit.cost().bootstraps, 3);
+    let fhe = FheModel::compile(circuit, &FheConfig::params().exact_outputs(true).check().unwrap()).unwrap();
+    let row = x.slice(ndarray::s![..2, ..4]);
+    assert_eq!(fhe.run_integers(row, Mode::Clear, 0).unwrap(), fhe.run_integers(row, Mode::Execute, 0).unwrap());
+}
+
+#[test]
 fn onnx_bytes_import_matches_file_import() {
     let bytes = std::fs::read(fixture("mlp.onnx")).unwrap();
     let from_bytes = import_onnx_bytes(&bytes, "mlp in memory").unwrap();
@@ -169,9 +205,9 @@ fn unsupported(name: &str) -> (String, String, String, String) {
 
 #[test]
 fn onnx_unsupported_op_names_the_op_and_the_node() {
-    let (op, node, _, message) = unsupported("maxpool.onnx");
-    assert_eq!((op.as_str(), node.as_str()), ("MaxPool", "pool1"));
-    assert!(message.contains("MaxPool") && message.contains("pool1"), "{message}");
+    let (op, node, _, message) = unsupported("unsupported.onnx");
+    assert_eq!((op.as_str(), node.as_str()), ("Abs", "abs1"));
+    assert!(message.contains("Abs") && message.contains("abs1"), "{message}");
 }
 
 #[test]

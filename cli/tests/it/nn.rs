@@ -133,7 +133,7 @@ fn onnx_imports_with_calibration_and_refuses_bad_input() {
         fails(&args, needle);
         assert!(!refused.exists(), "no model file after `{needle}`");
     };
-    import(&fixture("maxpool.onnx"), &train, &[], "MaxPool");
+    import(&fixture("unsupported.onnx"), &train, &[], "Abs");
     let corrupt = dir.path("corrupt.onnx");
     std::fs::write(&corrupt, &std::fs::read(&onnx).unwrap()[..200]).unwrap();
     import(&corrupt, &train, &[], "corrupt.onnx");
