@@ -21,7 +21,7 @@ Models:
   -> AveragePool 2x2 -> Flatten -> Gemm(transB=1, explicit alpha = beta = 1) -> Softmax
   -> 10 outputs.
 - `binary.onnx`: a single-logit binary classifier as torch exports it: 4 features -> Cast
-  (to float) -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
+  (to float) -> Unsqueeze -> Squeeze -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
 - `flat_cnn.onnx`: the same CNN on a flat 64-feature row, reshaped to 1x8x8 before the Conv
   (as exports of networks trained on flat tabular pixels come).
 - `maxpool.onnx`: 1x6x6 image -> Conv 3x3 -> Relu -> MaxPool 2x2 -> Flatten -> MatMul -> 3 outputs.
@@ -152,10 +152,12 @@ def mlp():
 def binary():
     rng = np.random.default_rng(8)
     n = lambda *shape: f32(rng.normal(size=shape) * 0.8)
-    inits = [init("W1", n(6, 4)), init("b1", n(6)), init("W2", n(1, 6)), init("b2", n(1))]
+    inits = [init("W1", n(6, 4)), init("b1", n(6)), init("W2", n(1, 6)), init("b2", n(1)), i64("axis_1", [1])]
     nodes = [
         helper.make_node("Cast", ["x"], ["xf"], name="cast", to=TensorProto.FLOAT),
-        helper.make_node("Gemm", ["xf", "W1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Unsqueeze", ["xf", "axis_1"], ["x3"], name="unsqueeze"),
+        helper.make_node("Squeeze", ["x3", "axis_1"], ["x2"], name="squeeze"),
+        helper.make_node("Gemm", ["x2", "W1", "b1"], ["h1"], name="fc1", transB=1),
         helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
         helper.make_node("Gemm", ["a1", "W2", "b2"], ["logit"], name="fc2", transB=1),
         helper.make_node("Sigmoid", ["logit"], ["p"], name="sigmoid"),

@@ -24,7 +24,7 @@
 //! | `BatchNormalization` (inference form) | [`Layer::Affine`], per channel (`[C, 1, 1]` on images) |
 //! | `Add`, `Sub`, `Mul`, `Div` with one constant operand (`constant / x` excepted) | [`Layer::Affine`] |
 //! | `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `Elu`, `Softplus` | [`Layer::Activation`] |
-//! | `Flatten`, `Reshape` (constant shape, batch axis kept) | [`Layer::Reshape`] |
+//! | `Flatten`, `Reshape` (constant shape), `Squeeze`, `Unsqueeze` (constant axes); batch axis kept | [`Layer::Reshape`] |
 //! | `Identity`, `Dropout`, `Cast` to float32/float64 | nothing (inference no-ops) |
 //! | `Softmax`, `LogSoftmax` over the features, as the last operator only | nothing: reported in [`ImportedOnnx::output_activation`] |
 //!
@@ -60,6 +60,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softplus",
     "Flatten",
     "Reshape",
+    "Squeeze",
+    "Unsqueeze",
     "Conv",
     "AveragePool",
     "MaxPool",
@@ -501,6 +503,23 @@ fn convert_node(
             }
             Layer::Reshape(vec![st.shape.iter().product()])
         }
+        Node::Squeeze(n) => match &n.config.axes {
+            None => Layer::Reshape(st.shape.iter().copied().filter(|&d| d != 1).collect()),
+            Some(onnx_ir::node::squeeze::SqueezeInput::Static(axes)) => {
+                Layer::Reshape(squeeze_shape(&st.shape, axes).map_err(unsupported)?)
+            }
+            Some(onnx_ir::node::squeeze::SqueezeInput::Runtime(_)) => {
+                return Err(unsupported("the axes must be a constant".into()));
+            }
+        },
+        Node::Unsqueeze(n) => match &n.config {
+            onnx_ir::node::unsqueeze::UnsqueezeConfig::Static(axes) => {
+                Layer::Reshape(unsqueeze_shape(&st.shape, axes).map_err(unsupported)?)
+            }
+            onnx_ir::node::unsqueeze::UnsqueezeConfig::Runtime(_) => {
+                return Err(unsupported("the axes must be a constant".into()));
+            }
+        },
         Node::Reshape(n) => match &n.config.shape {
             onnx_ir::node::reshape::ReshapeInput::Static(target) => {
                 Layer::Reshape(reshape_target(target, &st.shape, st.batch).map_err(unsupported)?)
@@ -675,6 +694,39 @@ fn per_sample_constant(
 
 /// The per-sample shape of a `Reshape` to `target` (with its batch axis) of a
 /// `[batch, shape..]` tensor; `batch` is the graph's batch size where it is fixed.
+/// The per-sample shape after ONNX `Squeeze` of `axes` (of the batched tensor) from a
+/// `[batch, shape..]` tensor; the batch axis stays.
+fn squeeze_shape(shape: &[usize], axes: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let rank = shape.len() as i64 + 1;
+    let mut drop = Vec::new();
+    for &a in axes {
+        let axis = if a < 0 { a + rank } else { a };
+        if axis <= 0 || axis >= rank {
+            return Err(format!("axis {a} of a rank-{rank} tensor: the batch axis stays and others must exist"));
+        }
+        if shape[axis as usize - 1] != 1 {
+            return Err(format!("axis {a} has size {}, not 1", shape[axis as usize - 1]));
+        }
+        drop.push(axis as usize - 1);
+    }
+    Ok(shape.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| *d).collect())
+}
+
+/// The per-sample shape after ONNX `Unsqueeze` at `axes` (of the batched output).
+fn unsqueeze_shape(shape: &[usize], axes: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let rank = (shape.len() + axes.len()) as i64 + 1;
+    let mut inserted = Vec::new();
+    for &a in axes {
+        let axis = if a < 0 { a + rank } else { a };
+        if axis <= 0 || axis >= rank || inserted.contains(&(axis as usize)) {
+            return Err(format!("axis {a} of the rank-{rank} output: the batch axis stays and axes are distinct"));
+        }
+        inserted.push(axis as usize);
+    }
+    let mut rest = shape.iter();
+    Ok((1..rank as usize).map(|i| if inserted.contains(&i) { 1 } else { rest.next().copied().unwrap_or(1) }).collect())
+}
+
 fn reshape_target(target: &[i64], shape: &[usize], batch: Option<usize>) -> std::result::Result<Vec<usize>, String> {
     let total: usize = shape.iter().product();
     let Some((&first, rest)) = target.split_first() else {
@@ -719,6 +771,18 @@ fn reshape_target(target: &[i64], shape: &[usize], batch: Option<usize>) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn squeeze_and_unsqueeze_keep_the_batch_axis() {
+        assert_eq!(squeeze_shape(&[1, 8, 1], &[1]), Ok(vec![8, 1]));
+        assert_eq!(squeeze_shape(&[1, 8, 1], &[-1, 1]), Ok(vec![8]));
+        assert!(squeeze_shape(&[1, 8], &[0]).is_err(), "the batch axis");
+        assert!(squeeze_shape(&[1, 8], &[2]).is_err(), "size 8");
+        assert_eq!(unsqueeze_shape(&[8], &[1]), Ok(vec![1, 8]));
+        assert_eq!(unsqueeze_shape(&[8], &[-1]), Ok(vec![8, 1]));
+        assert_eq!(unsqueeze_shape(&[8, 8], &[1, 3]), Ok(vec![1, 8, 1, 8]));
+        assert!(unsqueeze_shape(&[8], &[0]).is_err(), "the batch axis");
+    }
 
     #[test]
     fn reshape_targets_keep_the_batch_axis() {
