@@ -182,3 +182,21 @@ fn onnx_single_logit_binary_classifier_imports_and_predicts_two_labels() {
         "{predictions}"
     );
 }
+
+#[test]
+fn onnx_import_warns_when_quantization_parts_from_the_float_network() {
+    let dir = Scratch::new("onnx-drift");
+    let (train, _) = write_iris(&dir);
+    let (model, onnx) = (dir.path("m.fheml"), fixture("mlp.onnx"));
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import-onnx", s(&onnx), "--data", s(&train), "--out", s(&model)];
+        args.extend_from_slice(extra);
+        let out = fheml(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let fine = import(&["--n-bits", "8", "--set", "w_bits=6,a_bits=6,accumulator_bits=8"]);
+    assert!(!fine.contains("warning"), "{fine}");
+    let coarse = import(&["--n-bits", "2", "--set", "w_bits=2,a_bits=1"]);
+    assert!(coarse.contains("warning: the quantized network") && coarse.contains("--n-bits"), "{coarse}");
+}
