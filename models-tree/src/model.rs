@@ -12,7 +12,7 @@ use crate::error::{Result, TreeError};
 use crate::lower::{LoweringSummary, lower};
 use crate::params::{TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
 use crate::quantize::QuantizedEnsemble;
-use crate::{boosting, smartcore_io, xgboost};
+use crate::{boosting, cart, smartcore_io, xgboost};
 
 /// How [`TreeModel::compile`] quantizes and lowers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +36,39 @@ pub struct CompiledTrees {
     pub summary: LoweringSummary,
 }
 
+/// The serialized layout of a [`TreeModel`], written first so that a model saved by an
+/// older fheml fails to load with a message rather than as garbage.
+///
+/// Layouts before this marker started directly with the hyperparameters, whose first
+/// field (the model kind) encodes as 0, 1 or 2; the marker's values start far above them.
+/// History: 1001, the CART learner (`criterion`, `max_features` as all/sqrt/log2/count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct TreeModelLayout(u32);
+
+impl TreeModelLayout {
+    const CURRENT: Self = Self(1001);
+}
+
+impl<'de> Deserialize<'de> for TreeModelLayout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let found = u32::deserialize(deserializer)?;
+        let current = Self::CURRENT.0;
+        if found == current {
+            return Ok(Self(found));
+        }
+        let detail = if found < 1000 {
+            "this tree model was saved by an fheml older than its CART learner".to_string()
+        } else {
+            format!("this tree model has layout {found}, this build reads layout {current}")
+        };
+        Err(serde::de::Error::custom(format!("{detail}; train or import it again with this version")))
+    }
+}
+
 /// A tree, forest or boosted ensemble with its hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeModel {
+    layout: TreeModelLayout,
     params: ValidTreeParams,
     ensemble: TreeEnsemble,
 }
@@ -65,7 +95,8 @@ impl ValidTreeParams {
 }
 
 impl TreeModel {
-    /// Fits on `x` and `y`: smartcore for trees and forests, hessboost for boosting.
+    /// Fits on `x` and `y`: fheml's CART (scikit-learn's algorithm) for trees and forests,
+    /// hessboost for boosting.
     pub fn fit(params: &ValidTreeParams, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self> {
         check_xy(x, y)?;
         let p = params.get();
@@ -94,10 +125,10 @@ impl TreeModel {
         let on_grid = quantizer.dequantize(quantizer.quantize(x)?.values.view())?;
         let x = on_grid.view();
         let ensemble = match p.kind {
-            TreeModelKind::Tree | TreeModelKind::Forest => smartcore_io::fit(params, x, &targets, classes)?,
+            TreeModelKind::Tree | TreeModelKind::Forest => cart::fit_ensemble(params, x, &targets, classes)?,
             TreeModelKind::Gbdt => boosting::fit(params, x, &targets, classes)?,
         };
-        Ok(Self { params: params.clone(), ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params: params.clone(), ensemble })
     }
 
     /// Wraps an ensemble built or read elsewhere (validated).
@@ -114,7 +145,7 @@ impl TreeModel {
                 params.get().task.name()
             )));
         }
-        Ok(Self { params, ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params, ensemble })
     }
 
     fn imported(kind: TreeModelKind, ensemble: TreeEnsemble) -> Result<Self> {
@@ -127,7 +158,7 @@ impl TreeModel {
             .max_depth(ensemble.max_depth().clamp(1, 32))
             .n_estimators(n_estimators)
             .check()?;
-        Ok(Self { params, ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params, ensemble })
     }
 
     /// Imports an XGBoost model saved with `save_model("model.json")`, given as JSON text.
@@ -298,25 +329,25 @@ macro_rules! named_model {
 }
 
 named_model!(
-    /// A decision tree classifier (smartcore, `x <= t` splits, leaves vote for one class).
+    /// A decision tree classifier (CART as scikit-learn, `x <= t` splits, leaves vote for one class).
     DecisionTreeClassifier,
     TreeModelKind::Tree,
     TaskKind::Classification
 );
 named_model!(
-    /// A decision tree regressor (smartcore).
+    /// A decision tree regressor (CART, as scikit-learn).
     DecisionTreeRegressor,
     TreeModelKind::Tree,
     TaskKind::Regression
 );
 named_model!(
-    /// A random forest classifier (smartcore; prediction by vote counting).
+    /// A random forest classifier (CART trees on bootstrap samples; prediction by vote counting).
     RandomForestClassifier,
     TreeModelKind::Forest,
     TaskKind::Classification
 );
 named_model!(
-    /// A random forest regressor (smartcore; the mean of the trees).
+    /// A random forest regressor (CART trees on bootstrap samples; the mean of the trees).
     RandomForestRegressor,
     TreeModelKind::Forest,
     TaskKind::Regression
