@@ -371,3 +371,32 @@ named_model!(
 pub type XGBClassifier = GradientBoostingClassifier;
 /// Concrete ML's name for [`GradientBoostingRegressor`].
 pub type XGBRegressor = GradientBoostingRegressor;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn small_model() -> TreeModel {
+        let x = Array2::from_shape_fn((40, 2), |(i, j)| ((i * 7 + j * 5) % 13) as f64);
+        let y: Array1<f64> = x.rows().into_iter().map(|r| f64::from(r[0] > r[1])).collect();
+        DecisionTreeClassifier::params().max_depth(3).check().unwrap().fit(x.view(), y.view()).unwrap()
+    }
+
+    #[test]
+    fn saved_models_round_trip_and_name_their_layout() {
+        let model = small_model();
+        let mut value = serde_json::to_value(&model).unwrap();
+        assert_eq!(value["layout"], serde_json::json!(TreeModelLayout::CURRENT.0));
+        assert_eq!(serde_json::from_value::<TreeModel>(value.clone()).unwrap(), model);
+
+        // A file from before the marker starts with the model kind (0, 1 or 2).
+        value["layout"] = serde_json::json!(2);
+        let err = serde_json::from_value::<TreeModel>(value.clone()).unwrap_err().to_string();
+        assert!(err.contains("older than its CART learner") && err.contains("train or import it again"), "{err}");
+        value["layout"] = serde_json::json!(1999);
+        let err = serde_json::from_value::<TreeModel>(value).unwrap_err().to_string();
+        assert!(err.contains("layout 1999") && err.contains("reads layout 1001"), "{err}");
+    }
+}
