@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ensemble::{Tree, TreeEnsemble, TreeNode};
 use crate::error::{Result, TreeError};
-use crate::params::{TreeModelKind, ValidTreeParams};
+use crate::params::{TreeModelKind, ValidTreeParams, Voting};
 
 /// The impurity a split minimizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -326,6 +326,8 @@ struct Grower<'a> {
     settings: CartSettings,
     rng: ChaCha8Rng,
     nodes: Vec<TreeNode>,
+    /// Per node: the weighted class fractions of a classifier leaf, empty otherwise.
+    leaf_class_fractions: Vec<Vec<f64>>,
 }
 
 impl Grower<'_> {
@@ -338,6 +340,7 @@ impl Grower<'_> {
         }
         let id = self.nodes.len();
         self.nodes.push(stats.leaf());
+        self.leaf_class_fractions.push(stats.class_weight.iter().map(|w| w / stats.weight).collect());
         let s = self.settings;
         // `<= EPSILON`: scikit-learn's purity test; a pure node never splits.
         let stop = depth >= s.max_depth
@@ -357,6 +360,7 @@ impl Grower<'_> {
         let left = self.grow(left_rows, depth + 1);
         let right = self.grow(right_rows, depth + 1);
         self.nodes[id] = TreeNode::Split { feature: split.feature, threshold: split.threshold, left, right };
+        self.leaf_class_fractions[id].clear();
         id
     }
 }
@@ -389,16 +393,61 @@ fn check_inputs(x: ArrayView2<f64>, targets: &CartTargets, settings: &CartSettin
     Ok(())
 }
 
-fn grow_tree(x: ArrayView2<f64>, targets: CartTargets, weights: &[f64], settings: CartSettings, rng: ChaCha8Rng) -> Tree {
+/// A fitted CART tree: hard-vote (or mean-value) leaves, and what soft voting needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CartTree {
+    /// The tree; a classifier leaf votes 1 for its heaviest class, a regressor leaf holds
+    /// the mean target.
+    pub tree: Tree,
+    /// Per node: a classifier leaf's weighted class fractions (scikit-learn's
+    /// `predict_proba` of the leaf); empty for split nodes and regressors.
+    pub leaf_class_fractions: Vec<Vec<f64>>,
+}
+
+impl CartTree {
+    /// The tree as one single-output tree per class whose leaves add the class's fraction,
+    /// so that summing every tree's outputs averages probabilities (scikit-learn's soft
+    /// voting) in an ensemble whose leaves each feed one output. Classes that a tree's
+    /// leaves never hold get no tree.
+    pub fn per_class_fraction_trees(&self) -> Vec<Tree> {
+        let n_classes = self.leaf_class_fractions.iter().map(Vec::len).max().unwrap_or(0);
+        (0..n_classes)
+            .filter(|c| self.leaf_class_fractions.iter().any(|f| f.get(*c).is_some_and(|p| *p > 0.0)))
+            .map(|c| Tree {
+                nodes: self
+                    .tree
+                    .nodes
+                    .iter()
+                    .zip(&self.leaf_class_fractions)
+                    .map(|(node, fractions)| match node {
+                        TreeNode::Leaf { .. } => {
+                            TreeNode::Leaf { output: c, value: fractions.get(c).copied().unwrap_or(0.0) }
+                        }
+                        split => split.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+fn grow_tree(
+    x: ArrayView2<f64>,
+    targets: CartTargets,
+    weights: &[f64],
+    settings: CartSettings,
+    rng: ChaCha8Rng,
+) -> CartTree {
     let rows: Vec<usize> = (0..x.nrows()).filter(|&r| weights[r] > 0.0).collect();
-    let mut grower = Grower { x, targets, weights, settings, rng, nodes: Vec::new() };
+    let mut grower =
+        Grower { x, targets, weights, settings, rng, nodes: Vec::new(), leaf_class_fractions: Vec::new() };
     grower.grow(rows, 0);
-    Tree { nodes: grower.nodes }
+    CartTree { tree: Tree { nodes: grower.nodes }, leaf_class_fractions: grower.leaf_class_fractions }
 }
 
 /// Fits one tree on every row. Classifier leaves vote 1 for their class; regressor leaves
 /// hold the mean target.
-pub fn fit_tree(x: ArrayView2<f64>, targets: CartTargets, settings: &CartSettings, seed: u64) -> Result<Tree> {
+pub fn fit_tree(x: ArrayView2<f64>, targets: CartTargets, settings: &CartSettings, seed: u64) -> Result<CartTree> {
     check_inputs(x, &targets, settings)?;
     let weights = vec![1.0; x.nrows()];
     Ok(grow_tree(x, targets, &weights, *settings, ChaCha8Rng::seed_from_u64(seed)))
@@ -412,7 +461,7 @@ pub fn fit_forest(
     settings: &CartSettings,
     n_trees: usize,
     seed: u64,
-) -> Result<Vec<Tree>> {
+) -> Result<Vec<CartTree>> {
     check_inputs(x, &targets, settings)?;
     let n = x.nrows();
     Ok((0..n_trees)
@@ -458,9 +507,19 @@ pub(crate) fn fit_ensemble(
         TreeModelKind::Forest => fit_forest(x, targets, &settings, p.n_estimators, p.seed)?,
         TreeModelKind::Gbdt => return Err(TreeError::Fit("gradient boosting is trained by hessboost, not CART".into())),
     };
-    let ensemble = match classes {
-        Some(classes) => TreeEnsemble::votes(trees, x.ncols(), classes),
-        None => TreeEnsemble::mean(trees, x.ncols()),
+    let n_trees = trees.len();
+    let ensemble = match (classes, p.voting) {
+        (Some(classes), Voting::Soft) => {
+            let per_class = trees.iter().flat_map(CartTree::per_class_fraction_trees).collect();
+            let mut ensemble = TreeEnsemble::votes(per_class, x.ncols(), classes);
+            // The mean of the trees' class fractions, as scikit-learn's predict_proba.
+            ensemble.scale = 1.0 / n_trees as f64;
+            ensemble
+        }
+        (Some(classes), Voting::Hard) => {
+            TreeEnsemble::votes(trees.into_iter().map(|t| t.tree).collect(), x.ncols(), classes)
+        }
+        (None, _) => TreeEnsemble::mean(trees.into_iter().map(|t| t.tree).collect(), x.ncols()),
     };
     ensemble.validate()?;
     Ok(ensemble)
@@ -517,7 +576,8 @@ mod tests {
         let x = column(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         let y = [1.0, 1.0, 1.0, 10.0, 10.0, 13.0];
         let tree = fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, 1, 1), 0)
-            .unwrap();
+            .unwrap()
+            .tree;
         assert_eq!(root_split(&tree), (0, 2.5));
         assert_eq!(tree.nodes[1], TreeNode::Leaf { output: 0, value: 1.0 });
         assert_eq!(tree.nodes[2], TreeNode::Leaf { output: 0, value: 11.0 });
@@ -554,7 +614,8 @@ mod tests {
         let x = Array2::from_shape_vec((40, 2), rows.concat()).unwrap();
         let tree =
             fit_tree(x.view(), CartTargets::Classes { labels: &labels, n_classes: 2 }, &settings(SplitCriterion::Gini, 1, 2), 3)
-                .unwrap();
+                .unwrap()
+                .tree;
         assert_eq!(root_split(&tree), (0, 3.0));
     }
 
@@ -580,7 +641,7 @@ mod tests {
             tree.nodes[id].clone()
         };
         let targets = CartTargets::Classes { labels: &cells, n_classes: 16 };
-        let tree = fit_tree(x.view(), targets, &settings(SplitCriterion::Entropy, 4, 2), 1).unwrap();
+        let tree = fit_tree(x.view(), targets, &settings(SplitCriterion::Entropy, 4, 2), 1).unwrap().tree;
         assert_eq!((tree.n_leaves(), tree.depth()), (16, 4));
         for (r, cell) in cells.iter().enumerate() {
             assert_eq!(reached(&tree, r), TreeNode::Leaf { output: *cell, value: 1.0 });
@@ -588,7 +649,7 @@ mod tests {
         let y: Vec<f64> = cells.iter().map(|c| *c as f64).collect();
         for depth in 1..=4 {
             let tree =
-                fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, depth, 2), 1).unwrap();
+                fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, depth, 2), 1).unwrap().tree;
             assert_eq!((tree.n_leaves(), tree.depth()), (1 << depth, depth));
         }
     }
@@ -600,7 +661,7 @@ mod tests {
         let labels: Vec<usize> = (0..50).map(|i| (i * i + 3 * i) % 7 % 2).collect();
         for min_leaf in [1, 4, 9] {
             let s = CartSettings { min_samples_leaf: min_leaf, ..settings(SplitCriterion::Gini, 8, 3) };
-            let tree = fit_tree(x.view(), CartTargets::Classes { labels: &labels, n_classes: 2 }, &s, 0).unwrap();
+            let tree = fit_tree(x.view(), CartTargets::Classes { labels: &labels, n_classes: 2 }, &s, 0).unwrap().tree;
             let mut counts = vec![0usize; tree.nodes.len()];
             for r in 0..50 {
                 let mut id = 0;
@@ -630,9 +691,9 @@ mod tests {
         let labels = [0, 1, 0, 1];
         let targets = CartTargets::Classes { labels: &labels, n_classes: 2 };
         let s = CartSettings { min_samples_split: 5, ..settings(SplitCriterion::Gini, 4, 1) };
-        assert_eq!(fit_tree(x.view(), targets, &s, 0).unwrap().nodes.len(), 1);
+        assert_eq!(fit_tree(x.view(), targets, &s, 0).unwrap().tree.nodes.len(), 1);
         let s = CartSettings { min_samples_split: 4, ..s };
-        assert!(fit_tree(x.view(), targets, &s, 0).unwrap().nodes.len() > 1);
+        assert!(fit_tree(x.view(), targets, &s, 0).unwrap().tree.nodes.len() > 1);
     }
 
     #[test]
@@ -651,6 +712,33 @@ mod tests {
         // Computed alone or with others (another thread count), tree 3 is the same.
         let single = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(single.install(|| fit_forest(x.view(), targets, &s, 6, 11)).unwrap(), a);
+    }
+
+    /// Soft voting averages leaf class fractions: every row's scores are a probability
+    /// vector, and a one-tree soft forest predicts as its hard twin.
+    #[test]
+    fn soft_voting_averages_class_fractions() {
+        use crate::params::{TaskKind, TreeParams, Voting};
+        let x = Array2::from_shape_fn((90, 3), |(i, j)| ((i * 17 + j * 5) % 11) as f64);
+        let y: ndarray::Array1<f64> = (0..90).map(|i| ((i * i + i / 3) % 3) as f64).collect();
+        let forest = |n: usize, voting: Voting| {
+            TreeParams::new(TreeModelKind::Forest, TaskKind::Classification)
+                .n_estimators(n)
+                .max_depth(3)
+                .voting(voting)
+                .check()
+                .unwrap()
+                .fit(x.view(), y.view())
+                .unwrap()
+        };
+        let soft = forest(5, Voting::Soft);
+        for scores in soft.decision_function(x.view()).unwrap().rows() {
+            assert!(scores.iter().all(|p| (0.0..=1.0 + 1e-12).contains(p)), "{scores}");
+            assert!((scores.sum() - 1.0).abs() < 1e-9, "{scores}");
+        }
+        let (soft, hard) = (forest(1, Voting::Soft), forest(1, Voting::Hard));
+        assert_eq!(soft.predict(x.view()).unwrap(), hard.predict(x.view()).unwrap());
+        assert!(soft.ensemble().trees.len() > 1);
     }
 
     #[test]

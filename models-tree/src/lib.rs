@@ -50,7 +50,7 @@ pub use model::{
     GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor, TreeModel, XGBClassifier, XGBRegressor,
     decode_outputs, predict_clear,
 };
-pub use params::{MAX_INPUT_BITS, TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
+pub use params::{MAX_INPUT_BITS, TaskKind, TreeModelKind, TreeParams, ValidTreeParams, Voting};
 pub use quantize::{LeafQuantization, QuantizedEnsemble, QuantizedNode, QuantizedTree};
 pub use smartcore_io::ensemble_from_smartcore;
 pub use xgboost::ensemble_from_xgboost_json;

@@ -41,7 +41,8 @@ pub struct CompiledTrees {
 ///
 /// Layouts before this marker started directly with the hyperparameters, whose first
 /// field (the model kind) encodes as 0, 1 or 2; the marker's values start far above them.
-/// History: 1001, the CART learner (`criterion`, `max_features` as all/sqrt/log2/count).
+/// History: 1001, the CART learner (`criterion`, `max_features` as all/sqrt/log2/count,
+/// `voting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 struct TreeModelLayout(u32);
 

@@ -63,6 +63,7 @@ impl TreeModelKind {
                 "n_estimators",
                 "criterion",
                 "max_features",
+                "voting",
                 "min_samples_split",
                 "min_samples_leaf",
                 "seed",
@@ -81,6 +82,27 @@ impl TreeModelKind {
                 "leaf_bits",
                 "sum_in_fhe",
             ],
+        }
+    }
+}
+
+/// How a forest classifier combines its trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Voting {
+    /// Each tree votes for its leaf's heaviest class; one bootstrap per leaf at most.
+    Hard,
+    /// The trees' leaf class fractions are averaged, as scikit-learn's `predict_proba`.
+    /// Leaves feed one output each, so a tree becomes one tree per class it holds: about
+    /// as many more bootstraps as a leaf holds classes.
+    Soft,
+}
+
+impl Voting {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hard => "hard",
+            Self::Soft => "soft",
         }
     }
 }
@@ -138,6 +160,9 @@ pub struct TreeParams {
     /// Features tried per split (scikit-learn's defaults: √features for classification
     /// forests, all otherwise).
     pub max_features: MaxFeatures,
+    /// How a forest classifier combines its trees (hard votes by default: the cheapest
+    /// circuit; soft matches scikit-learn's prediction at a higher bootstrap count).
+    pub voting: Voting,
     /// Minimum number of samples to split a node (trees, forests).
     pub min_samples_split: usize,
     /// Minimum number of samples in a leaf (trees, forests).
@@ -186,6 +211,7 @@ impl TreeParams {
             } else {
                 MaxFeatures::All
             },
+            voting: Voting::Hard,
             min_samples_split: 2,
             min_samples_leaf: 1,
             seed: 0,
@@ -252,6 +278,13 @@ impl TreeParams {
                     ),
                 }
             }
+            "voting" => {
+                self.voting = match value.trim() {
+                    "hard" => Voting::Hard,
+                    "soft" => Voting::Soft,
+                    _ => return Err(bad("hard or soft")),
+                }
+            }
             "min_samples_split" => self.min_samples_split = count()?,
             "min_samples_leaf" => self.min_samples_leaf = count()?,
             "seed" => self.seed = value.trim().parse::<u64>().map_err(|_| bad("a non-negative integer"))?,
@@ -311,6 +344,12 @@ impl TreeParams {
         self
     }
 
+    /// Hard or soft voting (forest classifiers).
+    pub fn voting(mut self, voting: Voting) -> Self {
+        self.voting = voting;
+        self
+    }
+
     /// Minimum samples to split a node.
     pub fn min_samples_split(mut self, n: usize) -> Self {
         self.min_samples_split = n;
@@ -367,6 +406,9 @@ impl TreeParams {
         }
         if !(self.min_child_weight >= 0.0 && self.min_child_weight.is_finite()) {
             return bad("min_child_weight", format!("must be finite and >= 0, got {}", self.min_child_weight));
+        }
+        if self.voting == Voting::Soft && self.task != TaskKind::Classification {
+            return bad("voting", "soft voting averages class fractions: classifiers only".into());
         }
         if self.max_features == MaxFeatures::Count(0) {
             return bad("max_features", "must be at least 1".into());
@@ -471,6 +513,10 @@ mod tests {
         assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "criterion"), "{err}");
         let err = TreeParams::from_options("tree", "classification", [("criterion", "variance")]).unwrap_err();
         assert!(err.to_string().contains("gini, entropy, squared_error"), "{err}");
+        let p = TreeParams::from_options("forest", "classification", [("voting", "soft")]).unwrap();
+        assert_eq!(p.get().voting, Voting::Soft);
+        let err = TreeParams::from_options("forest", "regression", [("voting", "soft")]).unwrap_err();
+        assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "voting"), "{err}");
         let err = TreeParams::from_options("forest", "classification", [("max_features", "0")]).unwrap_err();
         assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "max_features"));
     }
