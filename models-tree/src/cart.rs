@@ -439,8 +439,7 @@ fn grow_tree(
     rng: ChaCha8Rng,
 ) -> CartTree {
     let rows: Vec<usize> = (0..x.nrows()).filter(|&r| weights[r] > 0.0).collect();
-    let mut grower =
-        Grower { x, targets, weights, settings, rng, nodes: Vec::new(), leaf_class_fractions: Vec::new() };
+    let mut grower = Grower { x, targets, weights, settings, rng, nodes: Vec::new(), leaf_class_fractions: Vec::new() };
     grower.grow(rows, 0);
     CartTree { tree: Tree { nodes: grower.nodes }, leaf_class_fractions: grower.leaf_class_fractions }
 }
@@ -505,7 +504,9 @@ pub(crate) fn fit_ensemble(
     let trees = match p.kind {
         TreeModelKind::Tree => vec![fit_tree(x, targets, &settings, p.seed)?],
         TreeModelKind::Forest => fit_forest(x, targets, &settings, p.n_estimators, p.seed)?,
-        TreeModelKind::Gbdt => return Err(TreeError::Fit("gradient boosting is trained by hessboost, not CART".into())),
+        TreeModelKind::Gbdt => {
+            return Err(TreeError::Fit("gradient boosting is trained by hessboost, not CART".into()));
+        }
     };
     let n_trees = trees.len();
     let ensemble = match (classes, p.voting) {
@@ -575,9 +576,8 @@ mod tests {
     fn squared_error_split_is_the_hand_computed_one() {
         let x = column(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         let y = [1.0, 1.0, 1.0, 10.0, 10.0, 13.0];
-        let tree = fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, 1, 1), 0)
-            .unwrap()
-            .tree;
+        let tree =
+            fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, 1, 1), 0).unwrap().tree;
         assert_eq!(root_split(&tree), (0, 2.5));
         assert_eq!(tree.nodes[1], TreeNode::Leaf { output: 0, value: 1.0 });
         assert_eq!(tree.nodes[2], TreeNode::Leaf { output: 0, value: 11.0 });
@@ -612,10 +612,14 @@ mod tests {
             labels.push(label);
         }
         let x = Array2::from_shape_vec((40, 2), rows.concat()).unwrap();
-        let tree =
-            fit_tree(x.view(), CartTargets::Classes { labels: &labels, n_classes: 2 }, &settings(SplitCriterion::Gini, 1, 2), 3)
-                .unwrap()
-                .tree;
+        let tree = fit_tree(
+            x.view(),
+            CartTargets::Classes { labels: &labels, n_classes: 2 },
+            &settings(SplitCriterion::Gini, 1, 2),
+            3,
+        )
+        .unwrap()
+        .tree;
         assert_eq!(root_split(&tree), (0, 3.0));
     }
 
@@ -649,7 +653,9 @@ mod tests {
         let y: Vec<f64> = cells.iter().map(|c| *c as f64).collect();
         for depth in 1..=4 {
             let tree =
-                fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, depth, 2), 1).unwrap().tree;
+                fit_tree(x.view(), CartTargets::Values(&y), &settings(SplitCriterion::SquaredError, depth, 2), 1)
+                    .unwrap()
+                    .tree;
             assert_eq!((tree.n_leaves(), tree.depth()), (1 << depth, depth));
         }
     }

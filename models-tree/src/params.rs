@@ -45,19 +45,17 @@ impl TreeModelKind {
     /// The hyperparameters [`TreeParams::set`] accepts for this kind.
     pub fn option_names(self) -> &'static [&'static str] {
         match self {
-            Self::Tree => {
-                &[
-                    "max_depth",
-                    "criterion",
-                    "max_features",
-                    "min_samples_split",
-                    "min_samples_leaf",
-                    "seed",
-                    "n_bits",
-                    "leaf_bits",
-                    "sum_in_fhe",
-                ]
-            }
+            Self::Tree => &[
+                "max_depth",
+                "criterion",
+                "max_features",
+                "min_samples_split",
+                "min_samples_leaf",
+                "seed",
+                "n_bits",
+                "leaf_bits",
+                "sum_in_fhe",
+            ],
             Self::Forest => &[
                 "max_depth",
                 "n_estimators",
@@ -418,7 +416,11 @@ impl TreeParams {
         {
             return bad(
                 "criterion",
-                format!("{} does not fit {}: use gini or entropy to classify, squared_error to regress", self.criterion.name(), self.task.name()),
+                format!(
+                    "{} does not fit {}: use gini or entropy to classify, squared_error to regress",
+                    self.criterion.name(),
+                    self.task.name()
+                ),
             );
         }
         if self.min_samples_split < 2 {
@@ -504,8 +506,9 @@ mod tests {
         assert_eq!((forest.criterion, forest.max_features), (SplitCriterion::SquaredError, MaxFeatures::All));
         let tree = TreeParams::new(TreeModelKind::Tree, TaskKind::Classification);
         assert_eq!(tree.max_features, MaxFeatures::All);
-        let p = TreeParams::from_options("tree", "classification", [("criterion", "entropy"), ("max_features", "log2")])
-            .unwrap();
+        let p =
+            TreeParams::from_options("tree", "classification", [("criterion", "entropy"), ("max_features", "log2")])
+                .unwrap();
         assert_eq!((p.get().criterion, p.get().max_features), (SplitCriterion::Entropy, MaxFeatures::Log2));
         let p = TreeParams::from_options("forest", "classification", [("max_features", "7")]).unwrap();
         assert_eq!(p.get().max_features, MaxFeatures::Count(7));
