@@ -396,6 +396,15 @@ mod tests {
         value["layout"] = serde_json::json!(2);
         let err = serde_json::from_value::<TreeModel>(value.clone()).unwrap_err().to_string();
         assert!(err.contains("older than its CART learner") && err.contains("train or import it again"), "{err}");
+        // The same in the model file's encoding (bincode), where the old layout was the
+        // bare (params, ensemble) pair: its first byte, the model kind, reads as layout 0.
+        let config = bincode::config::standard();
+        let old = bincode::serde::encode_to_vec((&model.params, &model.ensemble), config).unwrap();
+        let err = bincode::serde::decode_from_slice::<TreeModel, _>(&old, config).unwrap_err().to_string();
+        assert!(err.contains("older than its CART learner"), "{err}");
+        let new = bincode::serde::encode_to_vec(&model, config).unwrap();
+        assert_eq!(bincode::serde::decode_from_slice::<TreeModel, _>(&new, config).unwrap().0, model);
+
         value["layout"] = serde_json::json!(1999);
         let err = serde_json::from_value::<TreeModel>(value).unwrap_err().to_string();
         assert!(err.contains("layout 1999") && err.contains("reads layout 1001"), "{err}");
