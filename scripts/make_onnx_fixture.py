@@ -25,6 +25,8 @@ Models:
 - `flat_cnn.onnx`: the same CNN on a flat 64-feature row, reshaped to 1x8x8 before the Conv
   (as exports of networks trained on flat tabular pixels come).
 - `maxpool.onnx`: 1x6x6 image -> Conv 3x3 -> Relu -> MaxPool 2x2 -> Flatten -> MatMul -> 3 outputs.
+- `transposed.onnx`: 5 features -> MatMul by `Transpose` of a stored [out, in] weight (as
+  `x @ W.T` exports without constant folding) -> Add -> Relu -> Gemm -> 2 outputs.
 - `unsupported.onnx` (invalid: Abs), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
@@ -245,6 +247,28 @@ def maxpool():
     save(m, "maxpool", xs)
 
 
+def transposed():
+    rng = np.random.default_rng(10)
+    n = lambda *shape: f32(rng.normal(size=shape) * 0.7)
+    inits = [init("W1_t", n(6, 5)), init("b1", n(6)), init("W2", n(6, 2)), init("b2", n(2))]
+    nodes = [
+        helper.make_node("Transpose", ["W1_t"], ["W1"], name="transpose_w1", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "W1"], ["h0"], name="fc1"),
+        helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1_bias"),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "W2", "b2"], ["y"], name="fc2"),
+    ]
+    m = model(
+        "fheml_transposed",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    xs = f32(np.random.default_rng(100).normal(size=(6, 5)))
+    save(m, "transposed", xs)
+
+
 def unsupported():
     rng = np.random.default_rng(9)
     inits = [init("W1", rng.normal(size=(4, 5))), init("W2", rng.normal(size=(5, 2)))]
@@ -290,5 +314,6 @@ if __name__ == "__main__":
     cnn("flat_cnn", flat_input=True)
     cnn("grouped_conv", group=2)
     maxpool()
+    transposed()
     unsupported()
     residual()

@@ -26,13 +26,14 @@
 //! | `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `Elu`, `Softplus` | [`Layer::Activation`] |
 //! | `Flatten`, `Reshape` (constant shape), `Squeeze`, `Unsqueeze` (constant axes); batch axis kept | [`Layer::Reshape`] |
 //! | `Identity`, `Dropout`, `Cast` to float32/float64 | nothing (inference no-ops) |
+//! | `Transpose` of a constant (`x @ W.T` exported without constant folding) | folded into the constant |
 //! | `Softmax`, `LogSoftmax` over the features, as the last operator only | nothing: reported in [`ImportedOnnx::output_activation`] |
 //!
-//! Anything else (`Concat`, `Transpose`, `Shape`, custom domains, ...) is an
+//! Anything else (`Concat`, `Transpose` of a computed tensor, `Shape`, custom domains, ...) is an
 //! [`NnError::UnsupportedOp`] naming the operator, the node and the reason; an unreadable
 //! file is an [`NnError::Onnx`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
@@ -293,6 +294,41 @@ fn constant(arg: &Argument) -> Option<(Vec<usize>, Vec<f64>)> {
     Some((data.shape().to_vec(), values))
 }
 
+/// Constants computed by operators onnx-ir leaves unfolded, by output name.
+type Folded = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+fn constant_or_folded(arg: &Argument, folded: &Folded) -> Option<(Vec<usize>, Vec<f64>)> {
+    constant(arg).or_else(|| folded.get(&arg.name).cloned())
+}
+
+/// Evaluates `node` when it is a `Transpose` of a constant (a stored `[out, in]` weight
+/// that `x @ W.T` exports without constant folding, which onnx-ir keeps as a node): its
+/// output name and value.
+fn fold_constant(node: &Node, folded: &Folded) -> Conv<Option<(String, (Vec<usize>, Vec<f64>))>> {
+    let Node::Transpose(n) = node else { return Ok(None) };
+    let (Some(input), Some(output)) = (n.inputs.first(), n.outputs.first()) else { return Ok(None) };
+    let Some((shape, values)) = constant_or_folded(input, folded) else { return Ok(None) };
+    let rank = shape.len();
+    let perm: Vec<usize> = if n.config.perm.is_empty() {
+        (0..rank).rev().collect()
+    } else {
+        n.config.perm.iter().map(|&p| usize::try_from(p).unwrap_or(usize::MAX)).collect()
+    };
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    if sorted != (0..rank).collect::<Vec<_>>() {
+        return Err(Fail::Invalid(format!(
+            "Transpose `{}`: perm {:?} is not a permutation of the {rank} axes",
+            n.name, n.config.perm
+        )));
+    }
+    let array = ArrayD::from_shape_vec(IxDyn(&shape), values)
+        .map_err(|e| Fail::Invalid(format!("Transpose `{}`: {e}", n.name)))?;
+    let transposed = array.permuted_axes(IxDyn(&perm));
+    let out_shape = transposed.shape().to_vec();
+    Ok(Some((output.name.clone(), (out_shape, transposed.iter().copied().collect()))))
+}
+
 fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
     let [input] = graph.inputs.as_slice() else {
         return Err(Fail::Invalid(format!("onnx-ir sees {} graph inputs, expected one", graph.inputs.len())));
@@ -325,8 +361,13 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
     };
     let mut current = input.name.clone();
     let mut output_activation = OutputActivation::None;
+    let mut folded = Folded::new();
     for node in &graph.nodes {
         if matches!(node, Node::Constant(_)) {
+            continue;
+        }
+        if let Some((output, value)) = fold_constant(node, &folded)? {
+            folded.insert(output, value);
             continue;
         }
         let (op, name) = st.origin(node);
@@ -334,7 +375,9 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
         if output_activation != OutputActivation::None {
             return Err(unsupported("follows the final Softmax/LogSoftmax".into()));
         }
-        let computed: Vec<usize> = (0..node.inputs().len()).filter(|&i| node.inputs()[i].is_dynamic()).collect();
+        let computed: Vec<usize> = (0..node.inputs().len())
+            .filter(|&i| node.inputs()[i].is_dynamic() && !folded.contains_key(&node.inputs()[i].name))
+            .collect();
         let &[x] = computed.as_slice() else {
             return Err(unsupported(format!(
                 "{} computed inputs after onnx-ir's constant folding; only chains of operators with one computed \
@@ -349,7 +392,7 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
             )));
         }
         let before = st.layers.len();
-        if let Some(activation) = convert_node(node, x, &mut st, &unsupported)? {
+        if let Some(activation) = convert_node(node, x, &mut st, &folded, &unsupported)? {
             output_activation = activation;
         }
         for layer in &st.layers[before..] {
@@ -380,12 +423,14 @@ fn convert_node(
     node: &Node,
     x: usize,
     st: &mut State<'_>,
+    folded: &Folded,
     unsupported: &dyn Fn(String) -> Fail,
 ) -> Conv<Option<OutputActivation>> {
     let inputs = node.inputs();
     let need_constant = |i: usize, what: &str| -> Conv<(Vec<usize>, Vec<f64>)> {
         let arg = inputs.get(i).ok_or_else(|| unsupported(format!("missing {what}")))?;
-        constant(arg).ok_or_else(|| unsupported(format!("the {what} must be a constant (initializer)")))
+        constant_or_folded(arg, folded)
+            .ok_or_else(|| unsupported(format!("the {what} must be a constant (initializer)")))
     };
     let optional_constant = |i: usize, what: &str| -> Conv<Option<(Vec<usize>, Vec<f64>)>> {
         match inputs.get(i) {

@@ -127,6 +127,16 @@ fn onnx_single_logit_binary_classifier_imports_with_its_cast_and_sigmoid() {
 }
 
 #[test]
+fn onnx_transpose_of_a_stored_weight_imports_as_a_dense_layer() {
+    // `x @ W.T` exported without constant folding: the Transpose of an initializer is a
+    // constant, folded into the MatMul's weight.
+    let imported = check_fixture("transposed");
+    let names: Vec<&str> = imported.network.layers().iter().map(Layer::name).collect();
+    // onnx-ir fuses MatMul + Add only for an initializer weight: the bias stays an Affine.
+    assert_eq!(names, ["dense", "affine", "activation", "dense"]);
+}
+
+#[test]
 fn onnx_flat_input_reshaped_before_conv_imports_and_quantizes() {
     let imported = check_fixture("flat_cnn");
     assert_eq!(imported.network.input_shape(), &[64]);
