@@ -38,6 +38,10 @@ pub struct ClientSpec {
     pub inputs: Vec<(Vec<usize>, Vec<Interval>, Vec<u32>)>,
     /// Per output: number of elements.
     pub outputs: Vec<usize>,
+    /// Whether the server sanitizes outputs (the client then sends a
+    /// [`crate::PublicKey`], see [`ClientSpec::public_key`]).
+    #[serde(default)]
+    pub sanitized: bool,
 }
 
 /// The client's secret key. Never leaves the client.
@@ -144,6 +148,7 @@ impl CompiledCircuit {
                 })
                 .collect(),
             outputs: self.circuit.outputs().iter().map(|id| self.circuit.node(*id).len()).collect(),
+            sanitized: self.plan.sanitization.is_some(),
         }
     }
 
@@ -329,7 +334,11 @@ impl CompiledCircuit {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let outs = evaluate(&self.circuit, &backend, inputs)?;
-                Ok(outs.into_iter().map(|t| t.iter().copied().collect()).collect())
+                Ok(outs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(o, t)| t.iter().enumerate().map(|(e, v)| backend.sanitized(o, e, *v)).collect())
+                    .collect())
             })
             .collect()
     }
@@ -511,6 +520,22 @@ impl CompressedEvaluationKey {
     /// Expands the seeded key for evaluation.
     pub fn decompress(&self) -> EvaluationKey {
         EvaluationKey { fingerprint: self.fingerprint, key: self.key.as_ref().map(CompressedServerKey::decompress) }
+    }
+}
+
+/// Tests: a client that holds an evaluation key re-running the server's computation with a
+/// candidate model of the same shape.
+#[cfg(test)]
+impl EvaluationKey {
+    pub(crate) fn relabelled(&self, fingerprint: Fingerprint) -> Self {
+        Self { fingerprint, key: self.key.clone() }
+    }
+}
+
+#[cfg(test)]
+impl EncryptedInputs {
+    pub(crate) fn relabelled(&self, fingerprint: Fingerprint) -> Self {
+        Self { fingerprint, ..self.clone() }
     }
 }
 

@@ -14,7 +14,8 @@ use crate::fingerprint::Fingerprint;
 
 const MAGIC: &[u8; 6] = b"FHEML\0";
 // 2: plans carry many-LUT groups (`Plan::shared`), reports and configs their fields.
-const FORMAT_VERSION: u8 = 3;
+// 4: plans carry their sanitization, client specifications whether outputs are sanitized.
+const FORMAT_VERSION: u8 = 4;
 const HEADER_LEN: usize = 6 + 1 + 1 + 32 + 8 + 32;
 
 /// What an envelope holds.
@@ -35,6 +36,8 @@ pub enum Kind {
     Model = 6,
     /// The client's part of a compiled model.
     ClientSpec = 7,
+    /// A public key for output sanitization.
+    PublicKey = 8,
 }
 
 impl Kind {
@@ -48,6 +51,7 @@ impl Kind {
             Kind::EncryptedOutputs => "encrypted outputs",
             Kind::Model => "model",
             Kind::ClientSpec => "client specification",
+            Kind::PublicKey => "public key",
         }
     }
 }
@@ -86,6 +90,7 @@ pub fn peek_fingerprint(bytes: &[u8], kind: Kind) -> Result<Fingerprint> {
             Kind::EncryptedOutputs,
             Kind::Model,
             Kind::ClientSpec,
+            Kind::PublicKey,
         ]
         .into_iter()
         .find(|k| *k as u8 == bytes[6])

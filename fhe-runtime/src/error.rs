@@ -48,6 +48,10 @@ pub enum FheError {
     /// Ciphertexts have the wrong count or size for this circuit.
     #[error("ciphertext batch does not fit the circuit: {0}")]
     BadCiphertexts(String),
+    /// Output sanitization cannot be done as asked (a model compiled without room for it, a
+    /// public key that does not fit the model).
+    #[error("output sanitization: {0}")]
+    Sanitization(String),
     /// Input values do not fit the circuit.
     #[error("input rejected: {0}")]
     BadInput(String),

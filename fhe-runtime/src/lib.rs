@@ -39,11 +39,14 @@ pub mod noise;
 pub mod optimizer;
 pub mod params;
 pub mod plan;
+pub mod sanitize;
 mod simulate;
 mod tfhe_backend;
 
 #[cfg(test)]
 mod noise_tests;
+#[cfg(test)]
+mod sanitize_tests;
 
 pub use compiled::{
     ClientKey, ClientSpec, CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, EvaluationKey,
@@ -55,6 +58,9 @@ pub use fingerprint::Fingerprint;
 pub use generated::GeneratedParameters;
 pub use model::{FheModel, Mode};
 pub use params::{NoiseModel, ParameterSet, ParameterSetId, Parameters};
-pub use plan::{CompileReport, FheConfig, FheConfigParams, OutputReport, ParameterMode, Plan, ReadSpec};
+pub use plan::{
+    CompileReport, FheConfig, FheConfigParams, OutputReport, ParameterMode, Plan, ReadSpec, SanitizationPlan,
+};
+pub use sanitize::{PublicKey, Sanitization, Sanitizer};
 pub use simulate::{Noisy, SimulatedBackend};
 pub use tfhe_backend::{Ct, TfheBackend};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::compiled::{ClientKey, CompiledCircuit, EvaluationKey};
 use crate::error::{FheError, Result};
 use crate::plan::FheConfig;
+use crate::sanitize::{Sanitization, Sanitizer};
 
 /// How predictions are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,9 @@ pub struct FheModel {
     compiled: CompiledCircuit,
     #[serde(skip)]
     keys: OnceLock<(ClientKey, EvaluationKey)>,
+    /// The server's view of the client's public key, for models compiled with sanitization.
+    #[serde(skip)]
+    sanitizer: OnceLock<Sanitizer>,
     /// Expected predictions per sample that differ from Clear's under encryption, estimated
     /// by [`FheModel::estimate_deviations`] (classifiers: label flips).
     #[serde(default)]
@@ -51,7 +55,7 @@ impl FheModel {
     /// Compiles a lowered model for TFHE.
     pub fn compile(model: ModelCircuit, config: &FheConfig) -> Result<Self> {
         let compiled = CompiledCircuit::compile(model.circuit.clone(), config)?;
-        Ok(Self { model, compiled, keys: OnceLock::new(), deviations: None })
+        Ok(Self { model, compiled, keys: OnceLock::new(), sanitizer: OnceLock::new(), deviations: None })
     }
 
     /// The lowered model (circuit, encodings, decoding).
@@ -67,6 +71,19 @@ impl FheModel {
     /// Generates keys now (Execute mode otherwise does it on first use).
     pub fn keys(&self) -> &(ClientKey, EvaluationKey) {
         self.keys.get_or_init(|| self.compiled.keygen())
+    }
+
+    /// The sanitizer of the keys' public key, when the model sanitizes its outputs.
+    fn sanitization(&self) -> Result<Sanitization<'_>> {
+        if self.compiled.plan().sanitization.is_none() {
+            return Ok(Sanitization::Off);
+        }
+        if let Some(sanitizer) = self.sanitizer.get() {
+            return Ok(Sanitization::On(sanitizer));
+        }
+        let public = self.compiled.client_spec().public_key(&self.keys().0)?;
+        let sanitizer = self.compiled.sanitizer(&public)?;
+        Ok(Sanitization::On(self.sanitizer.get_or_init(|| sanitizer)))
     }
 
     /// Whether keys were generated already.
@@ -94,7 +111,8 @@ impl FheModel {
                 let (client_key, eval_key) = self.keys();
                 let client = self.compiled.client_spec();
                 let query = client.encrypt(client_key, &inputs)?;
-                let answer = self.compiled.run(eval_key, &query)?;
+                // As a server would answer: sanitized when the model was compiled for it.
+                let answer = self.compiled.run_with(eval_key, &query, self.sanitization()?)?;
                 client.decrypt(client_key, &answer)
             }
         }

@@ -134,11 +134,21 @@ fn tables(gaussian: bool) -> &'static Tables {
 /// The cheapest generated set with polynomial size `2^log2_n` meeting every constraint,
 /// with its cost per lookup; `None` when no set of that size does.
 pub fn optimize(log2_n: u32, constraints: &[Constraint]) -> Option<(GeneratedParameters, f64)> {
+    optimize_where(log2_n, constraints, |_| true)
+}
+
+/// [`optimize`] among the GLWE dimensions `k` that `allow_k` accepts (output sanitization
+/// needs `k·N` to be a power of two, see [`crate::sanitize`]).
+pub fn optimize_where(
+    log2_n: u32,
+    constraints: &[Constraint],
+    allow_k: impl Fn(usize) -> bool,
+) -> Option<(GeneratedParameters, f64)> {
     let mut best: Option<(GeneratedParameters, f64)> = None;
     for gaussian in [false, true] {
         let t = tables(gaussian);
         for (g, &(k, log2)) in t.glwe.iter().enumerate() {
-            if log2 != log2_n {
+            if log2 != log2_n || !allow_k(k) {
                 continue;
             }
             let fresh = fresh_variance(k << log2_n, gaussian);

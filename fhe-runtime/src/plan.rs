@@ -42,7 +42,7 @@ use fheml_circuits::{
 
 use crate::error::{FheError, Result};
 use crate::noise::{erfc_inverse, log2_probability, two_sided_tail};
-use crate::optimizer::{Constraint, optimize, undominated};
+use crate::optimizer::{Constraint, optimize_where, undominated};
 use crate::params::{NoiseModel, ParameterSet, ParameterSetId, Parameters};
 
 /// Where parameter sets come from.
@@ -81,11 +81,27 @@ pub struct FheConfig {
     output_std: f64,
     #[serde(default)]
     exact_outputs: bool,
+    #[serde(default)]
+    sanitize: bool,
+    #[serde(default = "default_sanitize_bits")]
+    sanitize_bits: u32,
 }
 
 fn yes() -> bool {
     true
 }
+
+fn default_sanitize_bits() -> u32 {
+    DEFAULT_SANITIZE_BITS
+}
+
+/// Default statistical hiding asked of sanitized outputs: the flooding noise is at least
+/// `2^16` times the bound on the noise the weights leave in an output (see
+/// [`crate::sanitize`]).
+pub const DEFAULT_SANITIZE_BITS: u32 = 16;
+
+/// Largest hiding a 64-bit ciphertext can carry above any output noise.
+pub const MAX_SANITIZE_BITS: u32 = 40;
 
 fn default_output_std() -> f64 {
     DEFAULT_OUTPUT_STD
@@ -104,6 +120,8 @@ impl Default for FheConfig {
             parameters: ParameterMode::Optimized,
             output_std: DEFAULT_OUTPUT_STD,
             exact_outputs: false,
+            sanitize: false,
+            sanitize_bits: DEFAULT_SANITIZE_BITS,
         }
     }
 }
@@ -148,6 +166,16 @@ impl FheConfig {
     /// Whether every output is decrypted exactly, real-valued ones included.
     pub fn exact_outputs(&self) -> bool {
         self.exact_outputs
+    }
+
+    /// Whether outputs are planned for sanitization (see [`crate::sanitize`]).
+    pub fn sanitize(&self) -> bool {
+        self.sanitize
+    }
+
+    /// Smallest statistical hiding (bits) a sanitized output must reach.
+    pub fn sanitize_bits(&self) -> u32 {
+        self.sanitize_bits
     }
 }
 
@@ -198,6 +226,25 @@ impl FheConfigParams {
         self
     }
 
+    /// Plans every output for sanitization (off by default): the server re-randomizes each
+    /// returned ciphertext with a fresh public-key encryption of zero and floods its noise to
+    /// the output's error budget, so that neither its mask nor its noise depends on the
+    /// weights ([`crate::sanitize`]). The flooding noise counts in the output errors the
+    /// report states, and only parameter sets where it fits are chosen.
+    pub fn sanitize(mut self, sanitize: bool) -> Self {
+        self.0.sanitize = sanitize;
+        self
+    }
+
+    /// Smallest statistical hiding of a sanitized output, in bits, in `0..=40` (default 16):
+    /// the flooding noise is at least `2^bits` times the high-probability bound on the noise
+    /// the weights leave in the output, so one output element is within statistical distance
+    /// `2^-bits / √(2π)` (plus `p_error`) of one whose noise owes nothing to the weights.
+    pub fn sanitize_bits(mut self, bits: u32) -> Self {
+        self.0.sanitize_bits = bits;
+        self
+    }
+
     /// Validates.
     pub fn check(self) -> Result<FheConfig> {
         let c = self.0;
@@ -214,6 +261,12 @@ impl FheConfigParams {
         }
         if !(c.output_std > 0.0 && c.output_std <= 8.0) {
             return Err(FheError::Config(format!("output_std must lie in (0, 8] steps, got {}", c.output_std)));
+        }
+        if c.sanitize_bits > MAX_SANITIZE_BITS {
+            return Err(FheError::Config(format!(
+                "sanitize_bits must lie in 0..={MAX_SANITIZE_BITS}, got {}",
+                c.sanitize_bits
+            )));
         }
         Ok(c)
     }
@@ -428,6 +481,43 @@ struct Evaluation {
     output_deviations: f64,
     /// The tightest lookup: (node, element, resolved bits, noise std in units of the read).
     worst_lookup: Option<(NodeId, usize, u32, f64)>,
+    /// Sanitization, per output element: the flooding noise's std, in output units.
+    flood_std: Vec<Vec<f64>>,
+    /// Sanitization, per output element: the std of the public-key encryption of zero's own
+    /// noise, in output units.
+    public_key_std: Vec<Vec<f64>>,
+    /// Sanitization, per output: the smallest hiding (bits) of its elements (infinite when
+    /// not sanitizing).
+    sanitize_bits: Vec<f64>,
+}
+
+/// Share of an output's variance budget a sanitized output fills: the flooding noise tops
+/// the output's own noise up to it, so that the total no longer depends on the weights.
+pub const FLOOD_SHARE: f64 = 0.99;
+
+/// What sanitizing outputs needs to know of a candidate set.
+#[derive(Debug, Clone, Copy)]
+struct Flooding {
+    /// Failure probability of one exact output element, and the tail beyond which the
+    /// weights' noise bound may fail.
+    p: f64,
+    /// `k·N`: the dimension of the public key and of every output ciphertext.
+    big_dimension: usize,
+    /// Error budget of real-valued outputs, in steps.
+    output_std: f64,
+}
+
+/// Statistical hiding (bits) of flooding noise of variance `flood` over a weight-dependent
+/// noise of variance `weights`: `log2(σ_flood / (z·σ_weights))`, where `z·σ_weights` bounds
+/// the weights' noise except with the tail probability `z` stands for.
+pub fn hiding_bits(flood: f64, weights: f64, z: f64) -> f64 {
+    if weights <= 0.0 {
+        f64::INFINITY
+    } else if flood <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        (flood.sqrt() / (z * weights.sqrt())).log2()
+    }
 }
 
 /// Whether output `i` must decrypt exactly, and the step a real-valued one is measured in.
@@ -462,6 +552,7 @@ fn evaluate_candidate(
     materialised: &[bool],
     shared: &SharedReads,
     exact_outputs: bool,
+    flooding: Option<Flooding>,
 ) -> std::result::Result<Evaluation, String> {
     let var = propagate_variance(circuit, |node, e| {
         let source = match circuit.node(node).op {
@@ -504,12 +595,35 @@ fn evaluate_candidate(
         global_p += p;
     }
     let mut output_std: Vec<Vec<f64>> = Vec::new();
+    let (mut flood_std, mut public_key_std, mut sanitize_bits) = (Vec::new(), Vec::new(), Vec::new());
     let (mut max_output_p, mut max_output_steps, mut output_deviations) = (0f64, 0f64, 0f64);
     for (i, out) in circuit.outputs().iter().enumerate() {
-        let stds: Vec<f64> = var[out.0].iter().map(|v| v.sqrt()).collect();
-        for v in &var[out.0] {
-            let p = two_sided_tail(0.5, *v);
-            match output_step(circuit, i, exact_outputs) {
+        let step = output_step(circuit, i, exact_outputs);
+        let (mut stds, mut floods, mut keys, mut bits) = (Vec::new(), Vec::new(), Vec::new(), f64::INFINITY);
+        for (e, weights) in var[out.0].iter().enumerate() {
+            let mut v = *weights;
+            if let Some(f) = flooding {
+                // The budget, in output units: the real-valued error budget (never beyond
+                // what keeps the value from wrapping), or the exact decryption at `p`.
+                let z = std::f64::consts::SQRT_2 * erfc_inverse(f.p);
+                let half_range = 2f64.powi(63 - deltas[out.0][e] as i32);
+                let budget = match step {
+                    None => (0.5 / z).powi(2),
+                    Some(step) => (f.output_std * step as f64).powi(2).min((half_range / z).powi(2)),
+                };
+                let delta = 2f64.powi(deltas[out.0][e] as i32 - 64);
+                // Encryption of zero under the public key: ⟨e_pk, r⟩ - ⟨e₁, s⟩ with r and s
+                // binary, `k·N/2` terms of the key noise variance each.
+                let key = f.big_dimension as f64 * noise.fresh / (delta * delta);
+                let flood = (FLOOD_SHARE * budget - v - key).max(0.0);
+                bits = bits.min(hiding_bits(flood, v, z));
+                floods.push(flood.sqrt());
+                keys.push(key.sqrt());
+                v += key + flood;
+            }
+            stds.push(v.sqrt());
+            let p = two_sided_tail(0.5, v);
+            match step {
                 None => {
                     max_output_p = max_output_p.max(p);
                     global_p += p;
@@ -521,6 +635,9 @@ fn evaluate_candidate(
             }
         }
         output_std.push(stds);
+        flood_std.push(floods);
+        public_key_std.push(keys);
+        sanitize_bits.push(bits);
     }
     Ok(Evaluation {
         max_lookup_p,
@@ -533,6 +650,9 @@ fn evaluate_candidate(
         rounding_deviations,
         output_deviations,
         worst_lookup,
+        flood_std,
+        public_key_std,
+        sanitize_bits,
     })
 }
 
@@ -547,6 +667,10 @@ pub struct OutputReport {
     pub error_std: f64,
     /// Largest probability that an element decrypts off its clear value.
     pub p_off: f64,
+    /// Sanitized outputs: the smallest statistical hiding of an element's noise, in bits
+    /// (`error_std` includes the flooding noise).
+    #[serde(default)]
+    pub sanitize_bits: Option<f64>,
 }
 
 /// What compilation decided, reported before any key is generated.
@@ -611,6 +735,10 @@ pub struct CompileReport {
     pub expected_seconds: f64,
     /// Threads the estimate assumes.
     pub threads: usize,
+    /// The hiding asked of sanitized outputs, in bits; `None` when outputs are not planned
+    /// for sanitization.
+    #[serde(default)]
+    pub sanitize_bits: Option<u32>,
 }
 
 impl std::fmt::Display for CompileReport {
@@ -646,23 +774,30 @@ impl std::fmt::Display for CompileReport {
             log2_probability(self.p_error)
         )?;
         for (i, o) in self.outputs.iter().enumerate() {
+            let hiding = o.sanitize_bits.map(|b| format!(", sanitized ({b:.1} bits)")).unwrap_or_default();
             if o.exact {
                 writeln!(
                     f,
-                    "output {i}          exact, error std {:.2e}, off with p 2^{:.1}",
+                    "output {i}          exact, error std {:.2e}, off with p 2^{:.1}{hiding}",
                     o.error_std,
                     log2_probability(o.p_off)
                 )?;
             } else {
                 writeln!(
                     f,
-                    "output {i}          real, step {}, error std {:.3} ({:.3} steps), one unit off with p {:.2e}",
+                    "output {i}          real, step {}, error std {:.3} ({:.3} steps), one unit off with p {:.2e}{hiding}",
                     o.step,
                     o.error_std,
                     o.error_std / o.step as f64,
                     o.p_off
                 )?;
             }
+        }
+        if let Some(bits) = self.sanitize_bits {
+            writeln!(
+                f,
+                "sanitization      outputs re-randomized and flooded to their error budget, at least {bits} bits of hiding"
+            )?;
         }
         if self.output_deviations > 0.0 {
             writeln!(
@@ -708,6 +843,23 @@ pub struct Plan {
     pub shared: SharedReads,
     /// The report.
     pub report: CompileReport,
+    /// How outputs are sanitized, when they are planned for it.
+    #[serde(default)]
+    pub sanitization: Option<SanitizationPlan>,
+}
+
+/// The noise a sanitizing server adds to each output element (see [`crate::sanitize`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SanitizationPlan {
+    /// The hiding asked, in bits.
+    pub bits: u32,
+    /// Per output: the smallest hiding its elements reach, in bits.
+    pub achieved_bits: Vec<f64>,
+    /// Per output element: standard deviation of the flooding noise, in output units.
+    pub flood_std: Vec<Vec<f64>>,
+    /// Per output element: standard deviation of the encryption of zero's own noise, in
+    /// output units.
+    pub public_key_std: Vec<Vec<f64>>,
 }
 
 impl Plan {
@@ -783,11 +935,19 @@ fn constraints(
             keyswitch: sink_unit / tolerated,
         });
     }
+    // Sanitized outputs keep room for flooding noise `2^bits · z` times the output's own.
+    let flooding = if config.sanitize {
+        let factor = 2f64.powi(config.sanitize_bits as i32) * z2.sqrt();
+        FLOOD_SHARE / (1.0 + factor * factor)
+    } else {
+        1.0
+    };
     for (i, out) in circuit.outputs().iter().enumerate() {
-        let tolerated = match output_step(circuit, i, config.exact_outputs) {
-            None => 0.25 / z2,
-            Some(step) => (config.output_std * step as f64).powi(2),
-        };
+        let tolerated = flooding
+            * match output_step(circuit, i, config.exact_outputs) {
+                None => 0.25 / z2,
+                Some(step) => (config.output_std * step as f64).powi(2),
+            };
         for e in 0..circuit.node(*out).len() {
             all.push(Constraint {
                 bootstrap: bootstrap[out.0][e] / tolerated,
@@ -817,9 +977,11 @@ fn generated_candidate(
         }
     };
     let mut fused_cache: Option<(SharedReads, (Vec<Constraint>, u32))> = None;
+    // The sanitizing public key needs `k·N` to be a power of two.
+    let allow_k = |k: usize| !config.sanitize || k.is_power_of_two();
     let (low, high) = crate::generated::bounds::LOG2_POLYNOMIAL_SIZE;
     for log2_n in low.max(plain.1)..=high {
-        if let Some((set, cost)) = optimize(log2_n, &plain.0) {
+        if let Some((set, cost)) = optimize_where(log2_n, &plain.0, allow_k) {
             consider(set, cost, sites);
         }
         if all_shared.is_empty() {
@@ -838,7 +1000,7 @@ fn generated_candidate(
             }
         };
         if fused.1 <= log2_n
-            && let Some((set, cost)) = optimize(log2_n, &fused.0)
+            && let Some((set, cost)) = optimize_where(log2_n, &fused.0, allow_k)
         {
             consider(set, cost, sites - shared.bootstraps_saved());
         }
@@ -889,6 +1051,19 @@ fn why_nothing_fits(circuit: &Circuit, config: &FheConfig) -> String {
     }
 }
 
+/// One sentence on why sanitized outputs fit no set: the hiding reached, and what to change.
+fn why_sanitization_does_not_fit(circuit: &Circuit, config: &FheConfig, reached: f64) -> String {
+    let bootstrapped = if circuit.cost().lookups.is_empty() {
+        ""
+    } else {
+        " (outputs fed by lookups carry bootstrap noise, which 64-bit ciphertexts leave little room to flood)"
+    };
+    format!(
+        "sanitized outputs must hide their noise behind {} bits of flooding noise within their error budget; the best parameter set reaches {reached:.1} bits{bootstrapped}: lower sanitize_bits, raise output_std, use fewer bits, or compile without sanitization",
+        config.sanitize_bits
+    )
+}
+
 /// Chooses encodings, the shared reads to fuse and the cheapest parameter set meeting
 /// `config` (smallest `bootstraps × cost`; without lookups, the smallest ciphertexts).
 pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
@@ -907,12 +1082,17 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     } else {
         candidates.sort_by_key(|s| s.big_lwe_dimension());
     }
+    let hides = |eval: &Evaluation| eval.sanitize_bits.iter().all(|b| *b >= config.sanitize_bits as f64);
     let meets = |eval: &Evaluation| {
         eval.max_lookup_p <= config.p_error
             && eval.max_output_p <= config.p_error
             && eval.max_output_steps <= config.output_std
             && config.global_p_error.is_none_or(|g| eval.global_p <= g)
+            && (!config.sanitize || hides(eval))
     };
+    let flooding_p = per_site_p(circuit, config, sites);
+    // Among the sets that meet everything but the hiding: the best hiding reached.
+    let mut best_hiding: Option<f64> = None;
     let mut reasons = Vec::new();
     let mut best: Option<Feasible> = None;
     for set in candidates {
@@ -924,17 +1104,49 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
             break;
         }
         let noise = set.noise_model();
+        if config.sanitize && !crate::sanitize::supports(&set.params) {
+            reasons.push(format!(
+                "{}: its LWE dimension {} is not a power of two, which the sanitizing public key needs",
+                set.name,
+                set.big_lwe_dimension()
+            ));
+            continue;
+        }
+        let flooding = config.sanitize.then_some(Flooding {
+            p: flooding_p,
+            big_dimension: set.big_lwe_dimension(),
+            output_std: config.output_std,
+        });
         let mut shared = fitting_groups(circuit, &all_shared, noise.log2_polynomial_size);
         let found = loop {
             let deltas = assign_deltas(circuit, &shared);
-            let eval = match evaluate_candidate(circuit, &deltas, &noise, &materialised, &shared, config.exact_outputs)
-            {
+            let eval = match evaluate_candidate(
+                circuit,
+                &deltas,
+                &noise,
+                &materialised,
+                &shared,
+                config.exact_outputs,
+                flooding,
+            ) {
                 Ok(e) => e,
                 Err(why) => {
                     reasons.push(format!("{}: {why}", set.name));
                     break None;
                 }
             };
+            if config.sanitize && !hides(&eval) {
+                let unsanitized = Evaluation { sanitize_bits: vec![], ..eval.clone() };
+                if meets(&unsanitized) {
+                    let reached = eval.sanitize_bits.iter().copied().fold(f64::INFINITY, f64::min);
+                    best_hiding = Some(best_hiding.map_or(reached, |b: f64| b.max(reached)));
+                    reasons.push(format!(
+                        "{}: sanitized outputs hidden behind {reached:.1} bits of flooding, {} asked",
+                        set.name, config.sanitize_bits
+                    ));
+                    break None;
+                }
+            }
             if meets(&eval) {
                 let bootstraps = sites - shared.bootstraps_saved();
                 break Some(Feasible { set: set.clone(), shared, deltas, eval, bootstraps });
@@ -971,7 +1183,11 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         }
     }
     let Some(Feasible { set, shared, deltas, eval, bootstraps }) = best else {
-        return Err(FheError::NoParameters { why: why_nothing_fits(circuit, config), candidates: reasons.join("\n") });
+        let why = match best_hiding {
+            Some(reached) => why_sanitization_does_not_fit(circuit, config, reached),
+            None => why_nothing_fits(circuit, config),
+        };
+        return Err(FheError::NoParameters { why, candidates: reasons.join("\n") });
     };
     let threads = rayon::current_num_threads().max(1);
     let input_ciphertexts = circuit.inputs().iter().map(|id| circuit.node(*id).len()).sum();
@@ -996,6 +1212,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
                 step: step.unwrap_or(1),
                 error_std,
                 p_off: two_sided_tail(0.5, error_std * error_std),
+                sanitize_bits: config.sanitize.then(|| eval.sanitize_bits[i]),
             }
         })
         .collect();
@@ -1024,6 +1241,21 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         bootstrap_seconds: set.bootstrap_seconds(),
         expected_seconds: bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
         threads,
+        sanitize_bits: config.sanitize.then_some(config.sanitize_bits),
     };
-    Ok(Plan { parameters: set.id, deltas, sink_std: eval.sink_std, output_std: eval.output_std, shared, report })
+    let sanitization = config.sanitize.then(|| SanitizationPlan {
+        bits: config.sanitize_bits,
+        achieved_bits: eval.sanitize_bits.clone(),
+        flood_std: eval.flood_std.clone(),
+        public_key_std: eval.public_key_std.clone(),
+    });
+    Ok(Plan {
+        parameters: set.id,
+        deltas,
+        sink_std: eval.sink_std,
+        output_std: eval.output_std,
+        shared,
+        report,
+        sanitization,
+    })
 }

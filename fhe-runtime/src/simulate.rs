@@ -46,6 +46,7 @@ enum Draw {
     Fresh = 1,
     Read = 2,
     Output = 3,
+    Sanitize = 4,
 }
 
 /// The simulating backend for one sample.
@@ -83,6 +84,24 @@ impl SimulatedBackend<'_> {
     fn bootstrapped(&self, out: ElementRef, value: i64) -> Noisy {
         let std = self.noise.bootstrap_output.sqrt() / self.delta(out.node, out.index);
         Noisy { value, noise: self.gaussian(out, Draw::Output, std) }
+    }
+
+    /// What a sanitizing server returns for element `e` of output `output`: `x` with the
+    /// flooding noise and the public-key encryption's noise added, when the plan sanitizes.
+    pub fn sanitized(&self, output: usize, e: usize, x: Noisy) -> Noisy {
+        let Some(plan) = &self.plan.sanitization else { return x };
+        let (Some(node), Some(flood), Some(key)) = (
+            self.circuit.outputs().get(output),
+            plan.flood_std.get(output).and_then(|o| o.get(e)),
+            plan.public_key_std.get(output).and_then(|o| o.get(e)),
+        ) else {
+            return x;
+        };
+        let std = flood.hypot(*key);
+        Noisy {
+            value: x.value,
+            noise: x.noise + self.gaussian(ElementRef { node: *node, index: e }, Draw::Sanitize, std),
+        }
     }
 
     /// The box a noisy read of `x` lands in, counted from the first box of the polynomial
