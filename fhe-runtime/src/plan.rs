@@ -396,12 +396,25 @@ fn concat_sources(circuit: &Circuit, parts: &[NodeId], axis: usize) -> Vec<(usiz
 
 /// The scale (`log2 Δ`) of every element of every node, with the groups of `shared` fused.
 pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
+    assign_deltas_in(circuit, shared, false)
+}
+
+/// [`assign_deltas`]; with `uniform`, every element of one input (and of one output) gets
+/// the same scale, the finest any of them needs. The client sees these scales (it encrypts
+/// and decodes with them): per element they would tell which input elements feed nothing (a
+/// zero weight, a tree threshold no comparison uses) and each output element's range.
+/// Sanitized plans use it.
+pub fn assign_deltas_in(circuit: &Circuit, shared: &SharedReads, uniform: bool) -> Vec<Vec<u32>> {
     let materialised = materialised_rounds(circuit);
     let mut need: Vec<Vec<u32>> = circuit.nodes().iter().map(|n| vec![UNCONSTRAINED; n.len()]).collect();
     for out in circuit.outputs() {
         let node = circuit.node(*out);
         for (e, r) in node.ranges.iter().enumerate() {
             need[out.0][e] = need[out.0][e].min(64 - output_bits(*r).min(63));
+        }
+        if uniform {
+            let finest = need[out.0].iter().copied().min().unwrap_or(UNCONSTRAINED);
+            need[out.0].iter_mut().for_each(|d| *d = finest);
         }
     }
     for (_, e, source, spec) in bootstrap_inputs(circuit, &materialised, shared) {
@@ -455,6 +468,13 @@ pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
                 }
             }
             Op::Input { .. } | Op::Lookup(..) | Op::Round { .. } => {}
+        }
+    }
+    if uniform {
+        // Inputs feed only their consumers, which lift them: a finer scale is always valid.
+        for id in circuit.inputs() {
+            let finest = need[id.0].iter().copied().min().unwrap_or(UNCONSTRAINED);
+            need[id.0].iter_mut().for_each(|d| *d = finest);
         }
     }
     need
@@ -915,7 +935,7 @@ fn constraints(
     config: &FheConfig,
     p: f64,
 ) -> (Vec<Constraint>, u32) {
-    let deltas = assign_deltas(circuit, shared);
+    let deltas = assign_deltas_in(circuit, shared, config.sanitize);
     let unit = |node: NodeId, e: usize| 2f64.powi(2 * (64 - deltas[node.0][e] as i32));
     let is_input = |node: NodeId| matches!(circuit.node(node).op, Op::Input { .. });
     let bootstrap = propagate_variance(circuit, |node, e| if is_input(node) { 0.0 } else { unit(node, e) });
@@ -1052,21 +1072,61 @@ fn why_nothing_fits(circuit: &Circuit, config: &FheConfig) -> String {
 }
 
 /// One sentence on why sanitized outputs fit no set: the hiding reached, and what to change.
-fn why_sanitization_does_not_fit(circuit: &Circuit, config: &FheConfig, reached: f64) -> String {
+fn why_sanitization_does_not_fit(circuit: &Circuit, config: &FheConfig) -> String {
     let bootstrapped = if circuit.cost().lookups.is_empty() {
         ""
     } else {
         " (outputs fed by lookups carry bootstrap noise, which 64-bit ciphertexts leave little room to flood)"
     };
+    let most = most_hiding(circuit, config).map_or_else(
+        || "no parameter set fits even without a minimum hiding".to_string(),
+        |(bits, plan)| {
+            format!(
+                "at most {bits} bits fit ({}, every output at least {:.1} bits, {:.3} s per sample expected)",
+                plan.report.parameter_set,
+                plan.sanitization.as_ref().map_or(0.0, |s| s
+                    .achieved_bits
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min)),
+                plan.report.expected_seconds
+            )
+        },
+    );
     format!(
-        "sanitized outputs must hide their noise behind {} bits of flooding noise within their error budget; the best parameter set reaches {reached:.1} bits{bootstrapped}: lower sanitize_bits, raise output_std, use fewer bits, or compile without sanitization",
+        "sanitized outputs must hide their noise behind {} bits of flooding noise within their error budget, and {most}{bootstrapped}: lower sanitize_bits, raise output_std, use fewer bits, or compile without sanitization",
         config.sanitize_bits
     )
+}
+
+/// The largest `sanitize_bits` below the asked one that fits, with its plan (a bisection of
+/// plans, run only to explain a failure).
+fn most_hiding(circuit: &Circuit, config: &FheConfig) -> Option<(u32, Plan)> {
+    let attempt = |bits: u32| plan_with(circuit, &FheConfig { sanitize_bits: bits, ..config.clone() }, false).ok();
+    let mut best = attempt(0).map(|p| (0, p))?;
+    let (mut lo, mut hi) = (0u32, config.sanitize_bits);
+    // Invariant: `lo` fits, `hi` does not.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match attempt(mid) {
+            Some(p) => {
+                best = (mid, p);
+                lo = mid;
+            }
+            None => hi = mid,
+        }
+    }
+    Some(best)
 }
 
 /// Chooses encodings, the shared reads to fuse and the cheapest parameter set meeting
 /// `config` (smallest `bootstraps × cost`; without lookups, the smallest ciphertexts).
 pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
+    plan_with(circuit, config, true)
+}
+
+/// [`plan`]; `explain` searches, when sanitization is what fails, for the hiding that fits.
+fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Plan> {
     let cost = circuit.cost();
     let sites = cost.lookups.len();
     let materialised = materialised_rounds(circuit);
@@ -1119,7 +1179,7 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
         });
         let mut shared = fitting_groups(circuit, &all_shared, noise.log2_polynomial_size);
         let found = loop {
-            let deltas = assign_deltas(circuit, &shared);
+            let deltas = assign_deltas_in(circuit, &shared, config.sanitize);
             let eval = match evaluate_candidate(
                 circuit,
                 &deltas,
@@ -1184,7 +1244,8 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
     }
     let Some(Feasible { set, shared, deltas, eval, bootstraps }) = best else {
         let why = match best_hiding {
-            Some(reached) => why_sanitization_does_not_fit(circuit, config, reached),
+            Some(_) if explain => why_sanitization_does_not_fit(circuit, config),
+            Some(reached) => format!("sanitized outputs reach {reached:.1} bits of hiding"),
             None => why_nothing_fits(circuit, config),
         };
         return Err(FheError::NoParameters { why, candidates: reasons.join("\n") });

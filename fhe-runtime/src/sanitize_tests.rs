@@ -401,4 +401,32 @@ fn bootstrapped_outputs_pay_for_their_hiding() {
     assert!(sanitized.report().bootstrap_seconds > plain.report().bootstrap_seconds);
     let err = compile(FheConfig::params().sanitize(true).sanitize_bits(40).check().unwrap()).unwrap_err().to_string();
     assert!(err.contains("sanitize_bits") && err.contains("bootstrap noise"), "{err}");
+    // The error says how much hiding fits, and that much does.
+    let most: u32 = err.split("at most ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!((16..40).contains(&most), "{err}");
+    let fits = compile(FheConfig::params().sanitize(true).sanitize_bits(most).check().unwrap()).unwrap();
+    assert!(fits.report().outputs[0].sanitize_bits.unwrap() >= most as f64);
+}
+
+#[test]
+fn sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
+    // Feature 1 has no weight; output 1 spans far fewer bits than output 0.
+    let compile = |sanitize: bool| {
+        let mut b = CircuitBuilder::new();
+        let x = b.input(&[3], Interval::new(0, 255).unwrap());
+        let y = b.matmul(x, array![[1000, 1], [0, 0], [-700, 2]]).unwrap();
+        b.output_real(y, 1).unwrap();
+        CompiledCircuit::compile(b.build().unwrap(), &FheConfig::params().sanitize(sanitize).check().unwrap()).unwrap()
+    };
+    let scales = |c: &CompiledCircuit| {
+        let spec = c.client_spec();
+        let (key, eval) = spec.keygen();
+        let answer = c.run(&eval, &spec.encrypt(&key, &[vec![vec![1, 2, 3]]]).unwrap()).unwrap();
+        (spec.inputs[0].2.clone(), answer.samples[0].1.clone())
+    };
+    // Unsanitized, the scales the client sees give away the unused feature and the ranges.
+    let (inputs, outputs) = scales(&compile(false));
+    assert!(inputs[1] != inputs[0] && outputs[0] != outputs[1], "{inputs:?} {outputs:?}");
+    let (inputs, outputs) = scales(&compile(true));
+    assert!(inputs.iter().all(|d| *d == inputs[0]) && outputs[0] == outputs[1], "{inputs:?} {outputs:?}");
 }
