@@ -203,6 +203,12 @@ enum Command {
         /// learning_rate, ...; linear models: alpha, ...
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
+        /// mlp only: a latency target in milliseconds per sample (Execute, this machine's
+        /// cost model). Picks the widest hidden layers, then the most weight/activation bits
+        /// (up to 4), expected to fit, from brief probe trainings; `hidden`, `w_bits` and
+        /// `a_bits` given with --set stay as set.
+        #[arg(long, value_name = "MS")]
+        budget_ms: Option<f64>,
         #[command(flatten)]
         compile: CompileArgs,
         /// Output model file.
@@ -572,12 +578,12 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart => quickstart::run(),
-        Command::Train { model, data, categorical, task, n_bits, settings, compile, out } => {
+        Command::Train { model, data, categorical, task, n_bits, settings, budget_ms, compile, out } => {
             let table = data.read()?.training_table(data.training_target(), &categorical)?;
             let task = task_for_labels(&table, &model, task.as_deref())?;
             let config = compile.config()?;
             let settings = parse_settings(&settings)?;
-            let options = TrainOptions { model: &model, task, n_bits, settings: &settings, config };
+            let options = TrainOptions { model: &model, task, n_bits, settings: &settings, budget_ms, config };
             let mut saved = model_file::train(&table, &options)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use fheml_circuits::Task;
+use fheml_circuits::{ModelCircuit, Task};
 use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
 use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
-use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings};
+use fheml_models_nn::budget::BudgetSearch;
+use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings, ValidMlpParams};
 use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,8 @@ pub struct TrainOptions<'a> {
     pub n_bits: Option<u8>,
     /// `key=value` hyperparameters.
     pub settings: &'a [(String, String)],
+    /// mlp: latency target per sample in milliseconds ([`fheml_models_nn::budget`]).
+    pub budget_ms: Option<f64>,
     /// Compilation settings.
     pub config: FheConfig,
 }
@@ -135,7 +138,10 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
         .iter()
         .map(|n| ("n_bits", n.as_str()))
         .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let params = MlpParams::from_options(task, settings)?;
+    let mut params = MlpParams::from_options(task, settings)?;
+    if let Some(budget_ms) = options.budget_ms {
+        params = size_for_budget(&params, table, y, budget_ms, options)?;
+    }
     let bar = crate::eval::progress(params.get().epochs, "training");
     let model = params.fit_observed(table.x.view(), y.view(), &mut |report| {
         bar.set_position(report.epoch as u64);
@@ -150,6 +156,57 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
         float: FloatModel::Nn(model),
         fhe,
     })
+}
+
+/// The MLP hyperparameters, with hidden width and bits chosen for `budget_ms` by the
+/// runtime's cost model (those set with `--set` stay).
+fn size_for_budget(
+    params: &ValidMlpParams,
+    table: &Table,
+    y: &ndarray::Array1<f64>,
+    budget_ms: f64,
+    options: &TrainOptions,
+) -> Result<ValidMlpParams> {
+    let set = |key: &str| options.settings.iter().any(|(k, _)| k == key);
+    let search = BudgetSearch { width: !set("hidden"), bits: !set("w_bits") && !set("a_bits") };
+    let spinner = indicatif::ProgressBar::new_spinner();
+    let mut expected_ms = |circuit: &ModelCircuit| {
+        spinner.inc(1);
+        spinner.set_message(format!("sizing for {budget_ms} ms: pricing candidate {}", spinner.position()));
+        FheModel::compile(circuit.clone(), &options.config)
+            .map(|m| m.compiled().report().expected_seconds * 1e3)
+            .map_err(|e| e.to_string())
+    };
+    let choice = fheml_models_nn::budget::size_for_budget(
+        params,
+        table.x.view(),
+        y.view(),
+        budget_ms,
+        search,
+        &mut expected_ms,
+    )?;
+    spinner.finish_and_clear();
+    let p = choice.params.get();
+    let tried: Vec<String> = choice
+        .trials
+        .iter()
+        .map(|t| {
+            let hidden = t.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+            match &t.expected_ms {
+                Ok(ms) => format!("{hidden}@{}b {ms:.0} ms", t.bits.0),
+                Err(_) => format!("{hidden}@{}b does not compile", t.bits.0),
+            }
+        })
+        .collect();
+    eprintln!(
+        "budget {budget_ms} ms: hidden={}, w_bits={}, a_bits={} (expected {:.0} ms per sample; tried {})",
+        p.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        p.w_bits,
+        p.a_bits,
+        choice.expected_ms,
+        tried.join(", ")
+    );
+    Ok(choice.params)
 }
 
 /// What `import-onnx` needs besides the file.
@@ -286,6 +343,12 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
 /// Trains the float model, quantizes and compiles it with the training data as calibration set.
 pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
+    if options.budget_ms.is_some() && options.model != "mlp" {
+        return Err(CliError::Usage(format!(
+            "--budget-ms sizes mlp networks; {} has no width to choose (its cost is set by its hyperparameters)",
+            options.model
+        )));
+    }
     if let Ok(kind) = TreeModelKind::from_name(options.model) {
         return train_tree(table, y, kind, options);
     }
@@ -399,8 +462,14 @@ mod tests {
     #[test]
     fn version_1_model_files_still_load() {
         let (train, _) = crate::data::embedded("iris").unwrap();
-        let options =
-            TrainOptions { model: "logistic", task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+        let options = TrainOptions {
+            model: "logistic",
+            task: None,
+            n_bits: None,
+            settings: &[],
+            budget_ms: None,
+            config: FheConfig::default(),
+        };
         let saved = super::train(&train, &options).unwrap();
         #[derive(Serialize)]
         struct V1<'a> {
