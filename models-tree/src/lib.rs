@@ -36,6 +36,7 @@ mod ensemble;
 mod error;
 pub mod lower;
 mod model;
+pub mod onnx_ml;
 mod params;
 mod quantize;
 mod smartcore_io;
