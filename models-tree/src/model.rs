@@ -270,8 +270,8 @@ impl TreeModel {
         CompileOptions { n_bits: p.n_bits, leaf_bits: self.params.leaf_bits(), sum_in_fhe: p.sum_in_fhe }
     }
 
-    /// The integer model: input quantizers calibrated on `calibration`, exact integer
-    /// thresholds, quantized leaves.
+    /// The integer model: input quantizers calibrated on `calibration`, integer thresholds,
+    /// quantized leaves.
     pub fn quantize(&self, calibration: ArrayView2<f64>) -> Result<QuantizedEnsemble> {
         let o = self.compile_options();
         QuantizedEnsemble::new(&self.ensemble, calibration, o.n_bits, o.leaf_bits)

@@ -1,6 +1,7 @@
 //! Quantization of a tree ensemble: per-feature input quantizers, integer thresholds that
-//! reproduce every float decision exactly on dequantized inputs, and integer leaf values on
-//! one scale for the whole ensemble.
+//! reproduce every float decision on dequantized inputs for models fitted on the grid (and
+//! follow the calibration data in the one bin a threshold of an imported model falls in),
+//! and integer leaf values on one scale for the whole ensemble.
 
 use fheml_circuits::{PostProcessing, Prediction, Task};
 use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
@@ -167,7 +168,9 @@ fn leaf_quantization(ensemble: &TreeEnsemble, leaf_bits: u8) -> LeafQuantization
 
 impl QuantizedEnsemble {
     /// Quantizes `ensemble`: input quantizers calibrated per feature on `calibration`
-    /// (unsigned, `n_bits`), thresholds mapped exactly, leaf values on `leaf_bits`.
+    /// (unsigned, `n_bits`), thresholds mapped to integers (see `integer_threshold`: the
+    /// calibration rows also decide the bin a threshold falls in), leaf values on
+    /// `leaf_bits`.
     pub fn new(ensemble: &TreeEnsemble, calibration: ArrayView2<f64>, n_bits: u8, leaf_bits: u8) -> Result<Self> {
         ensemble.validate()?;
         ensemble.check_rows(calibration)?;
