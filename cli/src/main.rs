@@ -235,18 +235,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Import a trained network from an ONNX file with post-training quantization,
-    /// calibrated on a CSV file, and compile it.
+    /// Import a trained model from an ONNX file, calibrate it on a CSV file and compile it:
+    /// a neural network (post-training quantization), or a tree ensemble of the ai.onnx.ml
+    /// domain (scikit-learn trees, forests, gradient boosting via skl2onnx; LightGBM and
+    /// XGBoost via onnxmltools), which becomes fheml's tree model.
     ///
     /// The calibration rows are the CSV's feature columns (read as `train` reads them: the
-    /// target is the last column unless --target or --no-target). A classifier's labels are the
-    /// sorted distinct values of the target column, one per network output, in output order.
-    /// Supported operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
+    /// target is the last column unless --target or --no-target). A network classifier's
+    /// labels are the sorted distinct values of the target column, one per network output, in
+    /// output order; a tree ensemble's labels are those the ONNX file holds.
+    /// Network operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
     /// BatchNormalization, Add/Sub/Mul/Div by a constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu,
-    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax; anything else is
-    /// refused naming the operator and the node.
+    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax. ai.onnx.ml:
+    /// TreeEnsembleClassifier and TreeEnsembleRegressor, with Cast, Identity, ZipMap around
+    /// them. Anything else is refused naming the operator and the node.
     ///
-    /// Example: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    /// Examples: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    ///           fheml import-onnx forest.onnx --data train.csv --out forest.fheml
     ImportOnnx {
         /// The ONNX model.
         #[arg(value_name = "MODEL.onnx", required_unless_present = "onnx_flag")]
@@ -267,11 +272,13 @@ enum Command {
         /// classification when the network has several outputs).
         #[arg(long)]
         task: Option<String>,
-        /// Input quantization bits.
-        #[arg(long, default_value_t = 8)]
-        n_bits: u8,
-        /// `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`), `rounding`
-        /// (`approximate` or `exact`), as `key=value` (repeatable, or comma-separated).
+        /// Input quantization bits (default 8 for a network, 6 for a tree ensemble, as
+        /// Concrete ML).
+        #[arg(long)]
+        n_bits: Option<u8>,
+        /// Networks: `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`),
+        /// `rounding` (`approximate` or `exact`). Tree ensembles: `leaf_bits` (default n_bits),
+        /// `sum_in_fhe` (true/false). As `key=value` (repeatable, or comma-separated).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
         #[command(flatten)]
@@ -585,13 +592,17 @@ fn run(cli: Cli) -> Result<()> {
             let mut saved = model_file::import_onnx(&onnx, &options)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
+            let what = match &saved.float {
+                model_file::FloatModel::Nn(m) => format!("{} layers", m.network().layers().len()),
+                model_file::FloatModel::Tree(m) => {
+                    let e = m.ensemble();
+                    format!("{}, {} single-output trees of depth {}", saved.name, e.trees.len(), e.max_depth())
+                }
+                model_file::FloatModel::Linear(_) => saved.name.clone(),
+            };
             println!(
-                "imported {} ({} layers, {} bootstraps per sample); saved {}",
+                "imported {} ({what}, {} bootstraps per sample); saved {}",
                 onnx.display(),
-                match &saved.float {
-                    model_file::FloatModel::Nn(m) => m.network().layers().len(),
-                    _ => 0,
-                },
                 saved.fhe.compiled().report().bootstraps,
                 out.display()
             );

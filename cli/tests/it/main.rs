@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod nn;
+mod onnx_ml;
 mod serve;
 
 pub(crate) struct Scratch(PathBuf);
