@@ -5,6 +5,7 @@ use fheml_circuits::{InputSpec, OutputSpec, PostProcessing, Prediction, Task};
 use fheml_fhe_runtime::{ClientSpec, Kind, limits};
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataSchema;
 use crate::error::{CliError, Result};
 use crate::model_file::SavedModel;
 
@@ -25,6 +26,22 @@ pub struct ClientPart {
     pub task: Task,
     /// Encryption parameters and encodings.
     pub spec: ClientSpec,
+    /// The data file's columns by name and the text class labels. Last, so that a part sent
+    /// by a server from before it existed fails to decode as this layout and is read as
+    /// [`ClientPartV1`] (positional names, numeric labels).
+    pub schema: DataSchema,
+}
+
+/// The client part's layout before [`DataSchema`] was sent.
+#[derive(Deserialize)]
+struct ClientPartV1 {
+    name: String,
+    feature_names: Vec<String>,
+    inputs: Vec<InputSpec>,
+    outputs: Vec<OutputSpec>,
+    post: PostProcessing,
+    task: Task,
+    spec: ClientSpec,
 }
 
 impl ClientPart {
@@ -39,6 +56,7 @@ impl ClientPart {
             post: m.post,
             task: m.task.clone(),
             spec: model.fhe.compiled().client_spec(),
+            schema: model.schema.clone(),
         }
     }
 
@@ -63,7 +81,23 @@ impl ClientPart {
 
     /// Reads sealed bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let part: Self = fheml_fhe_runtime::open(bytes, Kind::ClientSpec, None, limits::MODEL_BYTES)?;
+        let part = match fheml_fhe_runtime::open::<Self>(bytes, Kind::ClientSpec, None, limits::MODEL_BYTES) {
+            Ok(part) => part,
+            Err(current) => {
+                let v1: ClientPartV1 =
+                    fheml_fhe_runtime::open(bytes, Kind::ClientSpec, None, limits::MODEL_BYTES).map_err(|_| current)?;
+                ClientPart {
+                    schema: DataSchema::numeric(&v1.feature_names),
+                    name: v1.name,
+                    feature_names: v1.feature_names,
+                    inputs: v1.inputs,
+                    outputs: v1.outputs,
+                    post: v1.post,
+                    task: v1.task,
+                    spec: v1.spec,
+                }
+            }
+        };
         if fheml_fhe_runtime::peek_fingerprint(bytes, Kind::ClientSpec)? != part.spec.fingerprint {
             return Err(CliError::Usage("client part: fingerprint does not match its content".into()));
         }

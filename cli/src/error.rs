@@ -22,6 +22,9 @@ pub enum CliError {
         /// What is wrong.
         detail: String,
     },
+    /// Writing the command's output failed (a closed pipe ends the command quietly).
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
     /// A command-line value is invalid.
     #[error("{0}")]
     Usage(String),
@@ -46,6 +49,11 @@ impl CliError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         CliError::Io { path: path.display().to_string(), source }
+    }
+
+    /// Whether this is a write to a pipe whose reader has gone (`| head`): not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 

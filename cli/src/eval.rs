@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use fheml_circuits::Prediction;
 use fheml_fhe_runtime::{Mode, limits};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, ArrayView2, Axis, s};
@@ -72,7 +73,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn progress(len: usize, label: &str) -> ProgressBar {
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress(len: usize, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}")
@@ -168,4 +170,28 @@ pub fn evaluate(
         threads,
         bootstrap_bound_ratio: if bound > 0.0 { latency_s / bound } else { f64::NAN },
     })
+}
+
+/// Predictions for every row of `x` in `mode`. Execute generates keys once, then encrypts,
+/// evaluates and decrypts row by row with a progress bar on standard error.
+pub fn predict(model: &SavedModel, x: ArrayView2<f64>, mode: Mode) -> Result<Vec<Prediction>> {
+    let fhe = &model.fhe;
+    match mode {
+        Mode::Clear | Mode::Simulate => Ok(fhe.predict(x, mode)?),
+        Mode::Execute => {
+            let client = fhe.compiled().client_spec();
+            let (client_key, compressed) = client.keygen_compressed();
+            let eval_key = compressed.decompress();
+            let bar = progress(x.nrows(), "execute");
+            let mut out = Vec::with_capacity(x.nrows());
+            for row in x.axis_iter(Axis(0)) {
+                let inputs = vec![fhe.model().encode(&row.to_vec())?];
+                let answer = fhe.compiled().run(&eval_key, &client.encrypt(&client_key, &inputs)?)?;
+                out.push(fhe.model().decode(&client.decrypt(&client_key, &answer)?[0])?);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            Ok(out)
+        }
+    }
 }

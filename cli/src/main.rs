@@ -6,10 +6,11 @@ mod error;
 mod eval;
 mod http_client;
 mod model_file;
+mod output;
 mod quickstart;
 mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,9 +18,10 @@ use fheml_fhe_runtime::{
     ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, limits,
 };
 
-use crate::data::{TargetColumn, read_csv};
+use crate::data::{CsvOptions, DEFAULT_TARGET, DataSchema, RawTable, ScoringTable, Selection, Table, Target};
 use crate::error::{CliError, Result};
 use crate::model_file::{SavedModel, TrainOptions, read_limited, write_atomically};
+use crate::output::{Format, PredictionOutput, say};
 
 #[derive(Parser)]
 #[command(name = "fheml", version, about = "Machine-learning models in fully homomorphic encryption")]
@@ -31,11 +33,36 @@ struct Cli {
     verbose: bool,
 }
 
+/// Parses a probability written as `2^-40`, `1e-12` or `0.001`.
+fn parse_probability(text: &str) -> std::result::Result<f64, String> {
+    let text = text.trim();
+    let power = text.split_once("**").or_else(|| text.split_once('^'));
+    let value = match power {
+        Some((base, exponent)) => {
+            let base: f64 = base.trim().parse().map_err(|_| format!("`{base}` is not a number"))?;
+            let exponent: f64 = exponent.trim().parse().map_err(|_| format!("`{exponent}` is not a number"))?;
+            base.powf(exponent)
+        }
+        None => text.parse().map_err(|_| format!("`{text}` is not a probability (write 2^-40, 1e-12 or 0.001)"))?,
+    };
+    if value.is_finite() && value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("p_error must be between 0 and 1 (exclusive), got {text}"))
+    }
+}
+
+/// A probability as a power of two, as p_error is usually quoted: `2^-40.0`.
+fn format_probability(p: f64) -> String {
+    format!("2^{:.1}", p.log2())
+}
+
 /// How a model is compiled for TFHE (shared by every command that compiles).
 #[derive(clap::Args, Debug, Clone)]
 struct CompileArgs {
-    /// Failure probability per table lookup (and per exactly decrypted output).
-    #[arg(long, default_value_t = 2f64.powi(-40))]
+    /// Failure probability per table lookup (and per exactly decrypted output): `2^-40`, `1e-12`
+    /// or `0.001`.
+    #[arg(long, default_value = "2^-40", value_parser = parse_probability)]
     p_error: f64,
     /// Parameter sets: `optimized` (generated for the circuit, vetted sets as candidates) or
     /// `vetted` (tfhe-rs's vetted sets only).
@@ -61,11 +88,92 @@ impl CompileArgs {
     }
 }
 
+/// A data file and how to read it (every command that reads rows).
+#[derive(clap::Args, Debug, Clone)]
+struct DataArgs {
+    /// CSV file with a header row naming the columns; columns are matched by name, in any order.
+    #[arg(long, alias = "calibration")]
+    data: PathBuf,
+    /// The target column's name (default: `target`, or the one the model was trained with).
+    #[arg(long, visible_alias = "target-column")]
+    target: Option<String>,
+    /// The file has no target column.
+    #[arg(long, conflicts_with = "target")]
+    no_target: bool,
+    /// Field separator: `,`, `;`, `tab`, ... (default: detected from the first line).
+    #[arg(long, value_parser = data::parse_delimiter)]
+    delimiter: Option<u8>,
+    /// The file has no header row: its columns are the model's, in the model's order (then the
+    /// target, for eval). Without this flag a first row of numbers is refused.
+    #[arg(long)]
+    no_header: bool,
+}
+
+impl DataArgs {
+    fn read(&self) -> Result<RawTable> {
+        RawTable::read(&self.data, CsvOptions { delimiter: self.delimiter, no_header: self.no_header })
+    }
+
+    /// The target rule of training and calibration: the named column (default `target`) must
+    /// exist, unless `--no-target`.
+    fn training_target(&self) -> Target<'_> {
+        if self.no_target { Target::None } else { Target::Named(self.target.as_deref().unwrap_or(DEFAULT_TARGET)) }
+    }
+
+    /// The target column of a file scored by `schema`'s model (`None` with `--no-target`).
+    fn scoring_target<'a>(&'a self, schema: &'a DataSchema) -> Option<&'a str> {
+        if self.no_target {
+            None
+        } else {
+            Some(self.target.as_deref().or(schema.target.as_deref()).unwrap_or(DEFAULT_TARGET))
+        }
+    }
+
+    /// Reads the file and matches its columns to the model's by name.
+    fn select(
+        &self,
+        schema: &DataSchema,
+        need_target: bool,
+        ignore_extra: bool,
+        id: Option<&str>,
+    ) -> Result<ScoringTable> {
+        if need_target && self.no_target {
+            return Err(CliError::Usage("this command scores against the target: --no-target does not apply".into()));
+        }
+        let selection = Selection { target: self.scoring_target(schema), need_target, ignore_extra, id };
+        schema.select(&self.read()?, selection)
+    }
+}
+
+/// How predictions are printed (`decrypt`, `client`).
+#[derive(clap::Args, Debug, Clone)]
+struct PrintArgs {
+    /// csv (a header, then one line per row) or json (one object per line).
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Format,
+    /// Same as --format json.
+    #[arg(long, hide = true)]
+    json: bool,
+    /// Add each class's probability (classifiers).
+    #[arg(long)]
+    proba: bool,
+}
+
+impl PrintArgs {
+    fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train, compile and run encrypted inference on an embedded dataset.
     Quickstart,
-    /// Train a model on a CSV file (header row; target last unless --target) and compile it.
+    /// Train a model on a CSV file and compile it.
+    ///
+    /// The file needs a header row; the target is the column named `target` (or --target NAME),
+    /// every other column is a feature. The model records the column names, so other commands
+    /// match columns by name. A text target gives a classifier that predicts the same texts.
     ///
     /// Models: linear, ridge, lasso, elasticnet, logistic, linear-svc, linear-svr,
     /// sgd-classifier, sgd-regressor, poisson, gamma, tweedie (linear); tree, forest, gbdt
@@ -76,14 +184,13 @@ enum Command {
         /// Model name: a linear model, tree, forest, gbdt or mlp (list above).
         #[arg(long)]
         model: String,
-        /// Training CSV.
-        #[arg(long)]
-        data: PathBuf,
-        /// Target column name (default: the last column).
-        #[arg(long, visible_alias = "target-column")]
-        target: Option<String>,
-        /// classification or regression (default: classification when the target holds few
-        /// distinct integers).
+        #[command(flatten)]
+        data: DataArgs,
+        /// Columns holding categories (text or codes), one-hot encoded: `--categorical colour,size`.
+        #[arg(long, value_delimiter = ',')]
+        categorical: Vec<String>,
+        /// classification or regression (default: classification when the target holds text or
+        /// few distinct integers).
         #[arg(long)]
         task: Option<String>,
         /// Input quantization bits (default: per model; for mlp, its `n_bits`, default 3).
@@ -102,17 +209,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Score a model on a CSV file in a mode.
+    /// Score a model on a CSV file in a mode (columns matched by name; needs the target column).
     Eval {
         /// Model file.
         #[arg(long)]
         model: PathBuf,
-        /// Test CSV.
+        #[command(flatten)]
+        data: DataArgs,
+        /// Drop columns the model does not use instead of refusing them.
         #[arg(long)]
-        data: PathBuf,
-        /// Target column name (default: the last column).
-        #[arg(long, visible_alias = "target-column")]
-        target: Option<String>,
+        ignore_extra: bool,
         /// clear, simulate or execute.
         #[arg(long, default_value = "clear")]
         mode: String,
@@ -120,16 +226,48 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
         /// Recompile for this failure probability per lookup (default: the one trained with).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_probability)]
         p_error: Option<f64>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Describe a compiled model: circuit, bit widths, bootstraps, parameters, key size, latency.
+    /// Predict every row of a CSV file: one line per row, in the original labels.
+    ///
+    /// Example: fheml predict --model m.fheml --data rows.csv --mode execute --proba --id name --out preds.csv
+    Predict {
+        /// Model file.
+        #[arg(long)]
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Drop columns the model does not use instead of refusing them.
+        #[arg(long)]
+        ignore_extra: bool,
+        /// clear (the integer circuit, no encryption), simulate (with encryption's error rate) or
+        /// execute (real TFHE: keygen, encrypt, evaluate, decrypt).
+        #[arg(long, default_value = "clear")]
+        mode: String,
+        /// Add each class's probability (classifiers).
+        #[arg(long)]
+        proba: bool,
+        /// Output file, or `-` for standard output.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+        /// csv (a header, then one line per row) or json (one object per line).
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        /// A column to copy into the output beside each prediction (e.g. a row id).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Describe a compiled model: columns, circuit, bit widths, bootstraps, parameters, key sizes.
     Inspect {
         /// Model file.
         model: PathBuf,
+        /// Print one JSON object with every figure.
+        #[arg(long)]
+        json: bool,
     },
     /// Generate a client key and a (compressed) evaluation key.
     Keygen {
@@ -140,7 +278,8 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
-    /// Client: quantize and encrypt the rows of a CSV file (features only, or with a target column to ignore).
+    /// Client: quantize and encrypt the rows of a CSV file (the model's columns by name; a
+    /// target column is skipped).
     Encrypt {
         /// Model file.
         #[arg(long)]
@@ -148,9 +287,11 @@ enum Command {
         /// Client key.
         #[arg(long)]
         key: PathBuf,
-        /// CSV with the model's feature columns (a trailing target column is ignored).
+        #[command(flatten)]
+        data: DataArgs,
+        /// Drop columns the model does not use instead of refusing them.
         #[arg(long)]
-        data: PathBuf,
+        ignore_extra: bool,
         /// Encrypted query file.
         #[arg(long)]
         out: PathBuf,
@@ -181,11 +322,10 @@ enum Command {
         /// Encrypted answer.
         #[arg(long = "in")]
         input: PathBuf,
-        /// Print JSON instead of CSV.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        print: PrintArgs,
     },
-    /// Serve compiled models over HTTP (each under its file stem).
+    /// Serve compiled models over HTTP (each under its file stem); see docs/http-api.md.
     Serve {
         /// Model files (repeatable).
         #[arg(long = "model", required = true)]
@@ -208,25 +348,33 @@ enum Command {
         /// Served model name (its file stem).
         #[arg(long)]
         name: String,
-        /// CSV with the model's features (a trailing target column is ignored).
+        #[command(flatten)]
+        data: DataArgs,
+        /// Drop columns the model does not use instead of refusing them.
         #[arg(long)]
-        data: PathBuf,
+        ignore_extra: bool,
         /// Where the client keeps its keys between runs.
         #[arg(long)]
         key_dir: Option<PathBuf>,
-        /// Print JSON instead of CSV.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        print: PrintArgs,
     },
     /// Import an XGBoost JSON model (`save_model("model.json")`), calibrate and compile it.
+    ///
+    /// The calibration file's columns (all but the target) are the model's features, in the
+    /// XGBoost model's order; their header names are recorded for later commands.
+    ///
+    /// Example: fheml import-xgboost model.json --data train.csv --n-bits 6 --out model.fheml
     ImportXgboost {
         /// The XGBoost JSON model.
-        #[arg(long)]
-        json: PathBuf,
-        /// Calibration CSV with the model's features (a trailing target column is ignored).
-        #[arg(long)]
-        calibration: PathBuf,
-        /// Input quantization bits.
+        #[arg(value_name = "MODEL.json", required_unless_present = "json_flag")]
+        json: Option<PathBuf>,
+        /// The XGBoost JSON model (older spelling of the positional argument).
+        #[arg(long = "json", value_name = "MODEL.json", conflicts_with = "json", hide = true)]
+        json_flag: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Input quantization bits (default: the imported model's, 6).
         #[arg(long)]
         n_bits: Option<u8>,
         #[command(flatten)]
@@ -240,10 +388,10 @@ enum Command {
     /// domain (scikit-learn trees, forests, gradient boosting via skl2onnx; LightGBM and
     /// XGBoost via onnxmltools), which becomes fheml's tree model.
     ///
-    /// The calibration rows are the CSV's feature columns (read as `train` reads them: the
-    /// target is the last column unless --target or --no-target). A network classifier's
+    /// The calibration rows are the CSV's feature columns: every column but the target (named
+    /// `target`, or --target NAME; --no-target when there is none). A network classifier's
     /// labels are the sorted distinct values of the target column, one per network output, in
-    /// output order; a tree ensemble's labels are those the ONNX file holds.
+    /// output order; a tree ensemble's are the class labels the ONNX file holds.
     /// Network operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
     /// BatchNormalization, Add/Sub/Mul/Div by a constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu,
     /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax. ai.onnx.ml:
@@ -257,17 +405,10 @@ enum Command {
         #[arg(value_name = "MODEL.onnx", required_unless_present = "onnx_flag")]
         onnx: Option<PathBuf>,
         /// The ONNX model (instead of the positional argument).
-        #[arg(long = "onnx", value_name = "MODEL.onnx", conflicts_with = "onnx")]
+        #[arg(long = "onnx", value_name = "MODEL.onnx", conflicts_with = "onnx", hide = true)]
         onnx_flag: Option<PathBuf>,
-        /// Calibration CSV: the network's inputs as columns, then the target column.
-        #[arg(long)]
-        data: PathBuf,
-        /// Target column name (default: the last column).
-        #[arg(long, visible_alias = "target-column")]
-        target: Option<String>,
-        /// The CSV has no target column (classes are then 0..outputs).
-        #[arg(long, conflicts_with = "target")]
-        no_target: bool,
+        #[command(flatten)]
+        data: DataArgs,
         /// classification or regression (default: from the target column; without one,
         /// classification when the network has several outputs).
         #[arg(long)]
@@ -287,7 +428,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write an embedded dataset as train/test CSV files (80/20 split).
+    /// Write an embedded dataset as train/test CSV files (80/20 split, target column `target`).
     Dataset {
         /// breast_cancer, iris or diabetes.
         #[arg(long)]
@@ -298,16 +439,16 @@ enum Command {
     },
 }
 
-fn print_predictions(predictions: &[fheml_circuits::Prediction], json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(predictions).map_err(|e| CliError::Usage(e.to_string()))?);
-    } else {
-        println!("prediction");
-        for p in predictions {
-            println!("{}", p.value);
-        }
-    }
-    Ok(())
+/// Writes predictions to standard output.
+fn print_predictions(
+    predictions: &[fheml_circuits::Prediction],
+    schema: &DataSchema,
+    task: &fheml_circuits::Task,
+    print: &PrintArgs,
+) -> Result<()> {
+    let output = PredictionOutput { schema, task, ids: None, proba: print.proba, format: print.format() };
+    output.check()?;
+    output.write(&mut std::io::stdout().lock(), predictions)
 }
 
 /// `key=value` options; one `--set` may hold several, comma-separated (`w_bits=4,a_bits=2`):
@@ -335,22 +476,36 @@ fn parse_settings(settings: &[String]) -> Result<Vec<(String, String)>> {
     Ok(options)
 }
 
-fn target_column(target: &Option<String>) -> TargetColumn<'_> {
-    target.as_deref().map_or(TargetColumn::Last, TargetColumn::Named)
+/// The input quantization bits of a model, lowest and highest.
+fn input_bits(saved: &SavedModel) -> (u8, u8) {
+    let bits: Vec<u8> = saved
+        .fhe
+        .model()
+        .inputs
+        .iter()
+        .flat_map(|i| i.quantizer.quantizers().iter().map(|q| q.n_bits().get()))
+        .collect();
+    (bits.iter().min().copied().unwrap_or(0), bits.iter().max().copied().unwrap_or(0))
 }
 
-/// Reads rows to encrypt: the model's `n` features, with an optional trailing target.
-fn read_features(path: &Path, feature_names: &[String]) -> Result<ndarray::Array2<f64>> {
-    let table = read_csv(path, TargetColumn::None)?;
-    let n = feature_names.len();
-    match table.x.ncols() {
-        c if c == n => Ok(table.x),
-        c if c == n + 1 => Ok(table.x.slice(ndarray::s![.., ..n]).to_owned()),
-        c => Err(CliError::Data {
-            path: path.display().to_string(),
-            detail: format!("{c} columns, the model takes {n} features ({})", feature_names.join(", ")),
-        }),
+fn bits_text((lo, hi): (u8, u8)) -> String {
+    if lo == hi { lo.to_string() } else { format!("{lo}..{hi}") }
+}
+
+/// Text labels force classification: refuses `--task regression` or a regression model on them.
+fn task_for_labels<'a>(table: &Table, model: &str, task: Option<&'a str>) -> Result<Option<&'a str>> {
+    let Some(labels) = &table.schema.labels else { return Ok(task) };
+    let shown: Vec<&str> = labels.iter().take(5).map(String::as_str).collect();
+    let column = table.schema.target.as_deref().unwrap_or(DEFAULT_TARGET);
+    let regressor = fheml_models_linear::LinearModelKind::from_name(model).is_ok_and(|k| !k.is_classifier());
+    if task == Some("regression") || regressor {
+        return Err(CliError::Usage(format!(
+            "the target column `{column}` holds text labels ({}{}): that is classification, not regression",
+            shown.join(", "),
+            if labels.len() > 5 { ", ..." } else { "" }
+        )));
     }
+    Ok(Some(task.unwrap_or("classification")))
 }
 
 /// `inspect`'s lines for a neural network: layers with their shapes, bit widths, and the
@@ -377,14 +532,6 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
         .filter(|(_, l)| matches!(l, Layer::Dense { .. } | Layer::Conv2d { .. }))
         .map(|(i, _)| network.shape_after(i).iter().product::<usize>().to_string())
         .collect();
-    let input_bits: Vec<u8> = saved
-        .fhe
-        .model()
-        .inputs
-        .iter()
-        .flat_map(|i| i.quantizer.quantizers().iter().map(|q| q.n_bits().get()))
-        .collect();
-    let (lo, hi) = (input_bits.iter().min().copied().unwrap_or(0), input_bits.iter().max().copied().unwrap_or(0));
     let q = m.settings();
     let mut lines = vec![
         ("network", layers.join(" > ")),
@@ -401,7 +548,7 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
             "quantization",
             format!(
                 "inputs {} bits, weights {} bits, activations {} bits, accumulators {} ({:?} rounding)",
-                if lo == hi { lo.to_string() } else { format!("{lo}..{hi}") },
+                bits_text(input_bits(saved)),
                 q.w_bits,
                 q.a_bits,
                 q.accumulator_bits.map_or("not rounded".to_string(), |b| format!("rounded to {b} bits")),
@@ -432,49 +579,43 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart => quickstart::run(),
-        Command::Train { model, data, target, task, n_bits, settings, compile, out } => {
-            let table = read_csv(&data, target_column(&target))?;
+        Command::Train { model, data, categorical, task, n_bits, settings, compile, out } => {
+            let table = data.read()?.training_table(data.training_target(), &categorical)?;
+            let task = task_for_labels(&table, &model, task.as_deref())?;
             let config = compile.config()?;
             let settings = parse_settings(&settings)?;
-            let options = TrainOptions { model: &model, task: task.as_deref(), n_bits, settings: &settings, config };
+            let options = TrainOptions { model: &model, task, n_bits, settings: &settings, config };
             let mut saved = model_file::train(&table, &options)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             let report = saved.fhe.compiled().report();
-            println!(
-                "trained {} on {} rows, {} features; {} bootstraps per sample; saved {}",
+            say!(
+                "trained {} on {} rows, {} features (n_bits {}, p_error {}); {} bootstraps per sample; saved {}",
                 saved.name,
                 table.x.nrows(),
                 table.x.ncols(),
+                bits_text(input_bits(&saved)),
+                format_probability(report.p_error),
                 report.bootstraps,
                 out.display()
             );
             Ok(())
         }
-        Command::Eval { model, data, target, mode, limit, p_error, json } => {
+        Command::Eval { model, data, ignore_extra, mode, limit, p_error, json } => {
             let mut saved = SavedModel::load(&model)?;
             if let Some(p) = p_error {
                 let config = FheConfig::params().p_error(p).check()?;
                 saved.fhe = fheml_fhe_runtime::FheModel::compile(saved.fhe.model().clone(), &config)?;
             }
             let mode: Mode = mode.parse()?;
-            let table = read_csv(&data, target_column(&target))?;
-            let y = table.y.as_ref().ok_or_else(|| CliError::Usage("evaluation data needs a target column".into()))?;
-            if table.x.ncols() != saved.feature_names.len() {
-                return Err(CliError::Data {
-                    path: data.display().to_string(),
-                    detail: format!(
-                        "{} feature columns, the model takes {}",
-                        table.x.ncols(),
-                        saved.feature_names.len()
-                    ),
-                });
-            }
-            let report = eval::evaluate(&saved, table.x.view(), y, mode, limit, json)?;
+            let rows = data.select(&saved.schema, true, ignore_extra, None)?;
+            let cells = rows.target.unwrap_or_default();
+            let y = saved.schema.encode_target(&cells, &data.data.display().to_string())?;
+            let report = eval::evaluate(&saved, rows.x.view(), &y, mode, limit, json)?;
             if json {
-                println!("{}", serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?);
+                say!("{}", serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?);
             } else {
-                println!(
+                say!(
                     "{}: float {:.4}, quantized {:.4}, {} {:.4} on {} rows (agrees with clear on {:.1}%), {} bootstraps/sample, {:.2} ms/sample",
                     report.metric,
                     report.float,
@@ -489,48 +630,44 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Inspect { model } => {
+        Command::Predict { model, data, ignore_extra, mode, proba, out, format, id } => {
             let saved = SavedModel::load(&model)?;
-            let circuit = saved.fhe.compiled().circuit();
-            let cost = circuit.cost();
-            println!("model             {} ({} features)", saved.name, saved.feature_names.len());
-            println!("circuit           {} nodes, values up to {}", circuit.nodes().len(), cost.max_value_bits);
-            if let model_file::FloatModel::Nn(m) = &saved.float {
-                for (label, text) in describe_network(m, &saved) {
-                    println!("{label:<17} {text}");
-                }
+            let mode: Mode = mode.parse()?;
+            let rows = data.select(&saved.schema, false, ignore_extra, id.as_deref())?;
+            let ids = id.as_deref().zip(rows.ids.as_deref());
+            let task = &saved.fhe.model().task;
+            let output = PredictionOutput { schema: &saved.schema, task, ids, proba, format };
+            output.check()?;
+            let predictions = eval::predict(&saved, rows.x.view(), mode)?;
+            if out.as_os_str() == "-" {
+                output.write(&mut std::io::stdout().lock(), &predictions)
+            } else {
+                let mut bytes = Vec::new();
+                output.write(&mut bytes, &predictions)?;
+                write_atomically(&out, &bytes)?;
+                eprintln!("wrote {} predictions to {}", predictions.len(), out.display());
+                Ok(())
             }
-            println!("fingerprint       {}", saved.fhe.compiled().fingerprint());
-            println!("{}", saved.fhe.compiled().report());
-            if let Some(rate) = saved.fhe.expected_deviations() {
-                let what = if saved.is_classifier() { "label flips" } else { "changed predictions" };
-                println!(
-                    "vs Clear          {rate:.4} {what} per sample expected under encryption (simulated on the training rows)"
-                );
-            }
-            Ok(())
         }
+        Command::Inspect { model, json } => inspect(&SavedModel::load(&model)?, json),
         Command::Keygen { model, out_dir } => {
             let saved = SavedModel::load(&model)?;
             std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
             let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
             write_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
-            println!(
-                "wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)",
-                out_dir.display()
-            );
+            say!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
             Ok(())
         }
-        Command::Encrypt { model, key, data, out } => {
+        Command::Encrypt { model, key, data, ignore_extra, out } => {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
             let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
-            let x = read_features(&data, &saved.feature_names)?;
+            let x = data.select(&saved.schema, false, ignore_extra, None)?.x;
             let inputs = saved.fhe.encode(x.view())?;
             let query = saved.fhe.compiled().client_spec().encrypt(&client_key, &inputs)?;
             write_atomically(&out, &query.to_bytes()?)?;
-            println!("encrypted {} rows into {}", x.nrows(), out.display());
+            say!("encrypted {} rows into {}", x.nrows(), out.display());
             Ok(())
         }
         Command::Run { model, eval_key, input, out } => {
@@ -541,16 +678,16 @@ fn run(cli: Cli) -> Result<()> {
             let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let answer = saved.fhe.compiled().run(&key, &query)?;
             write_atomically(&out, &answer.to_bytes()?)?;
-            println!("evaluated {} encrypted rows into {}", query.len(), out.display());
+            say!("evaluated {} encrypted rows into {}", query.len(), out.display());
             Ok(())
         }
-        Command::Decrypt { model, key, input, json } => {
+        Command::Decrypt { model, key, input, print } => {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
             let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
             let answer = EncryptedOutputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
-            print_predictions(&saved.fhe.decode(&outputs)?, json)
+            print_predictions(&saved.fhe.decode(&outputs)?, &saved.schema, &saved.fhe.model().task, &print)
         }
         Command::Serve { models, addr, key_dir, max_body_bytes } => {
             let mut served = Vec::new();
@@ -570,26 +707,25 @@ fn run(cli: Cli) -> Result<()> {
                 |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
             ))
         }
-        Command::Client { url, name, data, key_dir, json } => {
+        Command::Client { url, name, data, ignore_extra, key_dir, print } => {
             let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref())?;
-            let x = read_features(&data, &remote.part.feature_names)?;
-            print_predictions(&remote.predict(x.view())?, json)
+            let x = data.select(&remote.part.schema, false, ignore_extra, None)?.x;
+            print_predictions(&remote.predict(x.view())?, &remote.part.schema, &remote.part.task, &print)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
-        Command::ImportOnnx { onnx, onnx_flag, data, target, no_target, task, n_bits, settings, compile, out } => {
+        Command::ImportOnnx { onnx, onnx_flag, data, task, n_bits, settings, compile, out } => {
             let onnx = onnx.or(onnx_flag).ok_or_else(|| CliError::Usage("import-onnx needs the ONNX file".into()))?;
-            let column = if no_target { TargetColumn::None } else { target_column(&target) };
-            let table = read_csv(&data, column)?;
+            let table = data.read()?.training_table(data.training_target(), &[])?;
+            let task = if table.schema.labels.is_some() {
+                task_for_labels(&table, "mlp", task.as_deref())?
+            } else {
+                task.as_deref()
+            };
             let config = compile.config()?;
             let settings = parse_settings(&settings)?;
-            let options = model_file::OnnxImport {
-                table: &table,
-                task: task.as_deref(),
-                n_bits,
-                settings: &settings,
-                config: &config,
-            };
+            let options = model_file::OnnxImport { table: &table, task, n_bits, settings: &settings, config: &config };
             let mut saved = model_file::import_onnx(&onnx, &options)?;
+            warn_if_quantization_drifts(&saved, &table)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             let what = match &saved.float {
@@ -600,41 +736,188 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 model_file::FloatModel::Linear(_) => saved.name.clone(),
             };
-            println!(
-                "imported {} ({what}, {} bootstraps per sample); saved {}",
+            say!(
+                "imported {} ({what}, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
                 onnx.display(),
+                bits_text(input_bits(&saved)),
+                format_probability(saved.fhe.compiled().report().p_error),
                 saved.fhe.compiled().report().bootstraps,
                 out.display()
             );
             Ok(())
         }
-        Command::ImportXgboost { json, calibration, n_bits, compile, out } => {
-            let table = read_csv(&calibration, TargetColumn::None)?;
-            let config = compile.config()?;
-            let mut saved = model_file::import_xgboost(&json, &table, n_bits, &config);
-            if let Err(CliError::Usage(ref m)) = saved
-                && m.contains("features")
-            {
-                // The calibration file may carry a trailing target column.
-                let trimmed = crate::data::Table {
-                    feature_names: table.feature_names[..table.feature_names.len().saturating_sub(1)].to_vec(),
-                    x: table.x.slice(ndarray::s![.., ..table.x.ncols().saturating_sub(1)]).to_owned(),
-                    y: None,
+        Command::ImportXgboost { json, json_flag, data, n_bits, compile, out } => {
+            let json =
+                json.or(json_flag).ok_or_else(|| CliError::Usage("import-xgboost needs the JSON file".into()))?;
+            let raw = data.read()?;
+            let mut table = raw.training_table(data.training_target(), &[])?;
+            if let Some(names) = model_file::xgboost_feature_names(&json)? {
+                // The JSON names its features: take the calibration columns by those names, in
+                // the model's order, so a reordered or renamed calibration file cannot miscalibrate.
+                let schema = DataSchema { target: table.schema.target.clone(), ..DataSchema::numeric(&names) };
+                let selection = Selection {
+                    target: table.schema.target.as_deref(),
+                    need_target: false,
+                    ignore_extra: false,
+                    id: None,
                 };
-                saved = model_file::import_xgboost(&json, &trimmed, n_bits, &config);
+                table = Table { feature_names: names, x: schema.select(&raw, selection)?.x, y: table.y, schema };
             }
-            let mut saved = saved?;
+            let config = compile.config()?;
+            let mut saved = model_file::import_xgboost(&json, &table, n_bits, &config)?;
+            // XGBoost's classes are 0..k over the sorted labels; text labels read from the
+            // calibration target only name them when every class is there.
+            if let Some(labels) = &saved.schema.labels {
+                let classes = match &saved.fhe.model().task {
+                    fheml_circuits::Task::Classification { classes } => classes.len(),
+                    fheml_circuits::Task::Regression => 0,
+                };
+                if labels.len() != classes {
+                    return Err(CliError::Usage(format!(
+                        "the calibration target holds {} text labels ({}), the XGBoost model has {classes} classes: \
+                         one label per class is needed",
+                        labels.len(),
+                        labels.join(", ")
+                    )));
+                }
+            }
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
-            println!(
-                "imported {} ({} bootstraps per sample); saved {}",
+            say!(
+                "imported {} (n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
                 json.display(),
+                bits_text(input_bits(&saved)),
+                format_probability(saved.fhe.compiled().report().p_error),
                 saved.fhe.compiled().report().bootstraps,
                 out.display()
             );
             Ok(())
         }
     }
+}
+
+/// `inspect`: every figure of a model, as aligned text or one JSON object.
+fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
+    let circuit = saved.fhe.compiled().circuit();
+    let cost = circuit.cost();
+    let report = saved.fhe.compiled().report();
+    let schema = &saved.schema;
+    let columns: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| match &c.categories {
+            // Quoted: header names often hold spaces and commas (`sepal length (cm)`).
+            Some(k) => format!("`{}` (one-hot: {})", c.name, k.join("|")),
+            None => format!("`{}`", c.name),
+        })
+        .collect();
+    let classes = match &saved.fhe.model().task {
+        fheml_circuits::Task::Classification { classes } => Some(schema.class_names(classes)),
+        fheml_circuits::Task::Regression => None,
+    };
+    let network = match &saved.float {
+        model_file::FloatModel::Nn(m) => describe_network(m, saved),
+        _ => Vec::new(),
+    };
+    if json {
+        let object = serde_json::json!({
+            "model": saved.name,
+            "features": saved.feature_names.len(),
+            "feature_names": saved.feature_names,
+            "columns": schema.columns,
+            "target": schema.target,
+            "classes": classes,
+            "n_bits": { "min": input_bits(saved).0, "max": input_bits(saved).1 },
+            "circuit_nodes": circuit.nodes().len(),
+            "max_value_bits": cost.max_value_bits.0,
+            "network": network.iter().map(|(k, v)| ((*k).to_string(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
+            "fingerprint": saved.fhe.compiled().fingerprint().to_string(),
+            "p_error_log2": report.p_error.log2(),
+            "compressed_key_bytes": report.compressed_key_bytes,
+            "expanded_key_bytes": report.evaluation_key_bytes,
+            "expected_deviations": saved.fhe.expected_deviations(),
+            "report": report,
+        });
+        say!("{object}");
+        return Ok(());
+    }
+    say!("model             {} ({} features)", saved.name, saved.feature_names.len());
+    say!("columns           {} (matched by header name)", columns.join(", "));
+    say!("target            {}", schema.target.as_deref().unwrap_or("none recorded (commands default to `target`)"));
+    if let Some(classes) = &classes {
+        say!("classes           {}", classes.join(", "));
+    }
+    say!("input bits        {} (n_bits)", bits_text(input_bits(saved)));
+    say!("circuit           {} nodes, values up to {}", circuit.nodes().len(), cost.max_value_bits);
+    for (label, text) in &network {
+        say!("{label:<17} {text}");
+    }
+    say!("fingerprint       {}", saved.fhe.compiled().fingerprint());
+    say!("p_error           {} per lookup", format_probability(report.p_error));
+    // The runtime's report says "compressed" and "expanded"; say where each one lives.
+    for line in report.to_string().lines() {
+        if line.starts_with("evaluation key") {
+            say!(
+                "evaluation key    {:.1} MiB compressed (the file keygen writes, uploaded and stored on disk), \
+                 {:.1} MiB expanded in the server's memory",
+                report.compressed_key_bytes as f64 / (1 << 20) as f64,
+                report.evaluation_key_bytes as f64 / (1 << 20) as f64
+            );
+        } else {
+            say!("{line}");
+        }
+    }
+    if let Some(rate) = saved.fhe.expected_deviations() {
+        let what = if saved.is_classifier() { "label flips" } else { "changed predictions" };
+        say!(
+            "vs Clear          {rate:.4} {what} per sample expected under encryption (simulated on the training rows)"
+        );
+    }
+    Ok(())
+}
+
+/// Post-training quantization can lose a network trained on raw (unstandardised) features,
+/// or move many inputs of an imported tree ensemble across its thresholds: compares the quantized model with the float one on (up to 500 of) the calibration rows and
+/// warns, with the fix, when they part.
+fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -> Result<()> {
+    let rows = table.x.nrows().min(500);
+    if rows == 0 {
+        return Ok(());
+    }
+    let x = table.x.slice(ndarray::s![..rows, ..]);
+    let float = saved.float.predict(x)?;
+    let clear: Vec<f64> = saved.fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
+    let (what, fix) = match saved.float {
+        model_file::FloatModel::Tree(_) => ("tree model", "raise --n-bits (up to 10) or --set leaf_bits"),
+        _ => (
+            "network",
+            "raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained on raw features \
+             of very different scales, standardise them inside the network before exporting",
+        ),
+    };
+    let drift = if saved.is_classifier() {
+        let agree = float.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows as f64;
+        (agree < 0.98).then(|| {
+            format!(
+                "the quantized {what} predicts the float {what}'s label on {:.1}% of the calibration rows",
+                100.0 * agree
+            )
+        })
+    } else {
+        let mean = float.iter().sum::<f64>() / rows as f64;
+        let spread = (float.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64).sqrt().max(1e-12);
+        let error = (float.iter().zip(&clear).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / rows as f64).sqrt();
+        (error > 0.1 * spread).then(|| {
+            format!(
+                "the quantized {what} is off the float one by {:.0}% of the predictions' spread",
+                100.0 * error / spread
+            )
+        })
+    };
+    if let Some(drift) = drift {
+        eprintln!("warning: {drift}; {fix}");
+    }
+    Ok(())
 }
 
 /// How often encryption changes a prediction, simulated on (up to 500 of) the rows the model
@@ -652,6 +935,8 @@ fn main() -> ExitCode {
     let verbose = cli.verbose;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader closed the pipe (`| head`): it has what it wanted.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             if let CliError::Fhe(fheml_fhe_runtime::FheError::NoParameters { candidates, .. }) = &e {

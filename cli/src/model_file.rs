@@ -11,7 +11,7 @@ use fheml_models_tree::{TaskKind, TreeError, TreeModel, TreeModelKind, TreeParam
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Table;
+use crate::data::{DataSchema, Table};
 use crate::error::{CliError, Result};
 
 /// Model names `train` accepts.
@@ -54,6 +54,20 @@ pub struct SavedModel {
     pub float: FloatModel,
     /// The quantized, lowered and compiled model.
     pub fhe: FheModel,
+    /// The data file's columns by name, the target column and the text class labels.
+    /// Last, so that a file written before it existed fails to decode as this layout and is
+    /// read as [`SavedModelV1`] instead (bincode has no field names to go by).
+    pub schema: DataSchema,
+}
+
+/// The model file layout before [`DataSchema`] was recorded: still read, its columns are the
+/// recorded feature names (all numeric), with numeric labels.
+#[derive(Deserialize)]
+struct SavedModelV1 {
+    name: String,
+    feature_names: Vec<String>,
+    float: FloatModel,
+    fhe: FheModel,
 }
 
 /// Training options.
@@ -104,6 +118,7 @@ fn train_tree(
     Ok(SavedModel {
         name: kind.name().to_string(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Tree(model),
         fhe,
     })
@@ -121,9 +136,20 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
         .map(|n| ("n_bits", n.as_str()))
         .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let params = MlpParams::from_options(task, settings)?;
-    let model = params.fit(table.x.view(), y.view())?;
+    let bar = crate::eval::progress(params.get().epochs, "training");
+    let model = params.fit_observed(table.x.view(), y.view(), &mut |report| {
+        bar.set_position(report.epoch as u64);
+        bar.set_message(format!("loss {:.4}", report.loss));
+    })?;
+    bar.finish_and_clear();
     let fhe = FheModel::compile(model.compile()?, &options.config)?;
-    Ok(SavedModel { name: "mlp".into(), feature_names: table.feature_names.clone(), float: FloatModel::Nn(model), fhe })
+    Ok(SavedModel {
+        name: "mlp".into(),
+        feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
+        float: FloatModel::Nn(model),
+        fhe,
+    })
 }
 
 /// What `import-onnx` needs besides the file.
@@ -169,8 +195,7 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
             model.n_features(),
             table.x.ncols(),
             if table.y.is_some() {
-                " besides the target (--no-target: the CSV has no target column; --target NAME: the target is \
-                 not the last column)"
+                " besides the target (--target NAME names the target column; --no-target when there is none)"
             } else {
                 ""
             }
@@ -185,6 +210,22 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
             task.name(),
             wanted.name()
         )));
+    }
+    // Text labels in the calibration target name the classes 0..k (their sorted order), as
+    // for XGBoost: they can only name a model whose classes are exactly those indices.
+    if let (Some(labels), Task::Classification { classes }) = (&table.schema.labels, model.task()) {
+        let indices = classes.iter().enumerate().all(|(i, c)| *c == i as f64);
+        if !indices || labels.len() != classes.len() {
+            let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
+            return Err(CliError::Usage(format!(
+                "the calibration target holds {} text labels ({}), the ONNX model's classes are {}: text labels \
+                 name the classes 0..{} in sorted order",
+                labels.len(),
+                labels.join(", "),
+                shown.join(", "),
+                labels.len()
+            )));
+        }
     }
     let defaults = model.compile_options();
     let (mut leaf_bits, mut sum_in_fhe) = (None, defaults.sum_in_fhe);
@@ -206,6 +247,7 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
     Ok(SavedModel {
         name: model.params().get().kind.name().to_string(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Tree(model),
         fhe,
     })
@@ -275,10 +317,12 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
             }
             None => (0..network.n_outputs()).map(|i| i as f64).collect(),
         };
-        if classes.len() != network.n_outputs() {
+        // One output per class, or a single logit for two classes.
+        let single_logit = classes.len() == 2 && network.n_outputs() == 1;
+        if classes.len() != network.n_outputs() && !single_logit {
             let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
             return Err(CliError::Usage(format!(
-                "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed",
+                "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed (or one logit for two labels)",
                 classes.len(),
                 shown.join(", "),
                 if classes.len() > 10 { ", ..." } else { "" },
@@ -300,6 +344,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     Ok(SavedModel {
         name: "onnx".into(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Nn(model),
         fhe,
     })
@@ -323,6 +368,7 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
     Ok(SavedModel {
         name: "gbdt".into(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Tree(model),
         fhe,
     })
@@ -362,6 +408,7 @@ pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     Ok(SavedModel {
         name: kind.name().to_string(),
         feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
         float: FloatModel::Linear(model),
         fhe,
     })
@@ -382,9 +429,22 @@ impl SavedModel {
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_limited(path, limits::MODEL_BYTES)?;
-        let model: SavedModel = fheml_fhe_runtime::open(&bytes, Kind::Model, None, limits::MODEL_BYTES)
-            .map_err(|e| CliError::Data { path: path.display().to_string(), detail: e.to_string() })?;
-        Ok(model)
+        match fheml_fhe_runtime::open::<SavedModel>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+            Ok(model) => Ok(model),
+            Err(current) => {
+                match fheml_fhe_runtime::open::<SavedModelV1>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+                    Ok(v1) => Ok(SavedModel {
+                        schema: DataSchema::numeric(&v1.feature_names),
+                        name: v1.name,
+                        feature_names: v1.feature_names,
+                        float: v1.float,
+                        fhe: v1.fhe,
+                    }),
+                    // The current layout's error names the real problem (truncation, checksum, ...).
+                    Err(_) => Err(CliError::Data { path: path.display().to_string(), detail: current.to_string() }),
+                }
+            }
+        }
     }
 }
 
@@ -409,4 +469,47 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         CliError::io(path, e)
     })
+}
+
+/// The feature names an XGBoost JSON model records (`learner.feature_names`), if any.
+pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
+    let text = std::fs::read_to_string(json).map_err(|e| CliError::io(json, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Data { path: json.display().to_string(), detail: format!("not JSON: {e}") })?;
+    let names = value.pointer("/learner/feature_names").and_then(|v| v.as_array());
+    Ok(names.filter(|n| !n.is_empty()).map(|n| n.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A model file written before the schema was recorded still loads, its columns taken
+    /// from the recorded feature names.
+    #[test]
+    fn version_1_model_files_still_load() {
+        let (train, _) = crate::data::embedded("iris").unwrap();
+        let options =
+            TrainOptions { model: "logistic", task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+        let saved = super::train(&train, &options).unwrap();
+        #[derive(Serialize)]
+        struct V1<'a> {
+            name: &'a str,
+            feature_names: &'a [String],
+            float: &'a FloatModel,
+            fhe: &'a FheModel,
+        }
+        let v1 = V1 { name: &saved.name, feature_names: &saved.feature_names, float: &saved.float, fhe: &saved.fhe };
+        let bytes = fheml_fhe_runtime::seal(Kind::Model, &saved.fhe.compiled().fingerprint(), &v1).unwrap();
+        let dir = std::env::temp_dir().join(format!("fheml-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("v1.fheml"), dir.join("v2.fheml"));
+        std::fs::write(&old, bytes).unwrap();
+        saved.save(&new).unwrap();
+        let loaded = SavedModel::load(&old).unwrap();
+        assert_eq!(loaded.schema, DataSchema::numeric(&saved.feature_names));
+        assert_eq!(SavedModel::load(&new).unwrap().schema, saved.schema);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -6,6 +6,7 @@ use crate::data::embedded;
 use crate::error::{CliError, Result};
 use crate::eval::evaluate;
 use crate::model_file::{TrainOptions, train};
+use crate::output::say;
 
 /// Rows run under encryption per model.
 const ENCRYPTED_ROWS: usize = 5;
@@ -13,15 +14,22 @@ const ENCRYPTED_ROWS: usize = 5;
 pub fn run() -> Result<()> {
     let (train_set, test_set) = embedded("breast_cancer")?;
     let y = test_set.y.as_ref().ok_or_else(|| CliError::Usage("embedded dataset has no target".into()))?;
-    println!(
+    say!(
         "breast cancer (embedded): {} training rows, {} test rows, {} features; p_error 2^-40 per lookup\n",
         train_set.x.nrows(),
         test_set.x.nrows(),
         train_set.x.ncols()
     );
-    println!(
+    say!(
         "{:<10} {:>8} {:>10} {:>14} {:>8} {:>10} {:>12} {:>12}",
-        "model", "float", "quantized", "fhe (rows)", "agree", "PBS/sample", "keygen s", "ms/sample"
+        "model",
+        "float",
+        "quantized",
+        "fhe (rows)",
+        "agree",
+        "PBS/sample",
+        "keygen s",
+        "ms/sample"
     );
     let families = [
         ("logistic", vec![]),
@@ -33,7 +41,7 @@ pub fn run() -> Result<()> {
             TrainOptions { model: name, task: None, n_bits: None, settings: &settings, config: FheConfig::default() };
         let model = train(&train_set, &options)?;
         let r = evaluate(&model, test_set.x.view(), y, Mode::Execute, Some(ENCRYPTED_ROWS), false)?;
-        println!(
+        say!(
             "{:<10} {:>8.3} {:>10.3} {:>9.3} ({:>2}) {:>7.0}% {:>10} {:>12.2} {:>12.3}",
             name,
             r.float,
@@ -46,7 +54,7 @@ pub fn run() -> Result<()> {
             1e3 * r.latency_s
         );
     }
-    println!(
+    say!(
         "\nfhe = real TFHE (encrypt, evaluate on ciphertexts, decrypt); agree = same prediction as the clear integer model"
     );
     Ok(())

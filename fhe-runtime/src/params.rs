@@ -148,8 +148,8 @@ pub struct ParameterSet {
     pub name: String,
     /// The parameters themselves.
     pub params: ClassicPBSParameters,
-    /// Estimated cost of one lookup ([`crate::generated::lookup_cost`], in tfhe-rs's
-    /// algorithmic-cost units), the same model for vetted and generated sets.
+    /// Estimated cost of one lookup: milliseconds on the reference machine
+    /// ([`crate::generated::lookup_cost`]), the same model for vetted and generated sets.
     pub cost: f64,
     /// tfhe-rs's documented algorithmic cost (vetted sets only).
     pub documented_cost: Option<f64>,
@@ -567,12 +567,9 @@ impl ParameterSet {
     }
 
     /// Estimated single-thread time of one lookup (keyswitch + bootstrap) on the reference
-    /// machine, seconds: 18.7 ms measured for tfhe-rs's own 2+2-bit lookup, scaled by
-    /// tfhe-rs's cost estimate. Against `cargo bench -p fheml-fhe-runtime -- bootstrap/` it is
-    /// within 20% from 2 to 8 bits (e.g. 5-bit Gaussian set 42.9 vs 44.3 ms measured, 3+3-bit
-    /// 135 vs 133 ms, 4+4-bit 689 vs 625 ms; 1+1-bit 8.1 vs 10.4 ms).
+    /// machine, seconds ([`crate::generated::lookup_cost`]).
     pub fn bootstrap_seconds(&self) -> f64 {
-        0.0187 * self.cost / 113.0
+        self.cost / 1e3
     }
 }
 

@@ -40,3 +40,4 @@ pub use model::{NnModel, Standardizer};
 pub use network::{Activation, Layer, Network};
 pub use onnx::{ImportedOnnx, OutputActivation, import_onnx, import_onnx_bytes};
 pub use params::{MlpParams, NnTask, ValidMlpParams};
+pub use train::EpochReport;

@@ -8,9 +8,9 @@ use fheml_quant::{PerFeatureQuantizer, QuantizerConfig};
 
 use crate::error::{NnError, Result};
 use crate::lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
-use crate::network::Network;
+use crate::network::{Activation, Layer, Network};
 use crate::params::{NnTask, ValidMlpParams};
-use crate::train::{IntegerInputs, Targets, TrainingSetup, train};
+use crate::train::{EpochReport, IntegerInputs, Targets, TrainingSetup, train};
 
 /// Float preprocessing in front of the network: `(x - offset) / scale` per feature. The
 /// circuit never computes it: it is folded into the input quantization.
@@ -55,17 +55,48 @@ fn mean_std(column: ArrayView1<f64>) -> (f64, f64) {
     (mean, if std > 1e-12 { std } else { 1.0 })
 }
 
+/// `network` without its last layer if that is a Sigmoid activation.
+fn without_final_sigmoid(network: Network) -> Result<Network> {
+    match network.layers().split_last() {
+        Some((Layer::Activation(Activation::Sigmoid), rest)) => {
+            Network::new(network.input_shape().to_vec(), rest.to_vec())
+        }
+        _ => Ok(network),
+    }
+}
+
 impl ValidMlpParams {
     /// Trains on `x` (rows are samples) and `y` (labels or targets) with
     /// quantization-aware training.
     pub fn fit(&self, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<NnModel> {
         NnModel::fit(self, x, y)
     }
+
+    /// [`Self::fit`], telling `on_epoch` about every finished epoch (for a progress bar).
+    pub fn fit_observed(
+        &self,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        on_epoch: &mut dyn FnMut(EpochReport),
+    ) -> Result<NnModel> {
+        NnModel::fit_observed(self, x, y, on_epoch)
+    }
 }
 
 impl NnModel {
     /// Trains an MLP with quantization-aware training; see [`crate::MlpParams`].
     pub fn fit(params: &ValidMlpParams, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self> {
+        Self::fit_observed(params, x, y, &mut |_| {})
+    }
+
+    /// [`Self::fit`], telling `on_epoch` about every finished epoch.
+    pub fn fit_observed(
+        params: &ValidMlpParams,
+        x: ArrayView2<f64>,
+        y: ArrayView1<f64>,
+        on_epoch: &mut dyn FnMut(EpochReport),
+    ) -> Result<Self> {
+        let params = &params.sized_for(x.ncols());
         let p = params.get();
         if x.nrows() == 0 || x.ncols() == 0 {
             return Err(NnError::Data("no training rows or no features".into()));
@@ -120,7 +151,7 @@ impl NnModel {
             batch_size: p.batch_size,
             seed: p.seed,
         };
-        let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets)?;
+        let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets, on_epoch)?;
         Ok(Self {
             network: trained.network,
             standardizer: Some(Standardizer { offset, scale: sigma }),
@@ -149,22 +180,28 @@ impl NnModel {
         if calibration.nrows() == 0 {
             return Err(NnError::Data("no calibration rows".into()));
         }
-        let input = InputQuantization::for_network(&network, n_bits, calibration)?;
-        let rows: Vec<Vec<f64>> = calibration.rows().into_iter().map(|r| r.to_vec()).collect();
-        let activation_ranges = calibrate_activations(&network, &rows)?;
-        let post = match &task {
+        let (network, post) = match &task {
+            // A single-logit binary classifier (torch's usual export): the second class wins
+            // when the logit is positive. A final Sigmoid only maps the logit to its
+            // probability, which the client computes after decryption: it leaves the circuit.
+            Task::Classification { classes } if classes.len() == 2 && network.n_outputs() == 1 => {
+                (without_final_sigmoid(network)?, PostProcessing::Sigmoid)
+            }
             Task::Classification { classes } => {
                 if classes.len() != network.n_outputs() {
                     return Err(NnError::Data(format!(
-                        "{} class labels for {} network outputs",
+                        "{} class labels for {} network outputs (one output per class, or one logit for two classes)",
                         classes.len(),
                         network.n_outputs()
                     )));
                 }
-                PostProcessing::Softmax
+                (network, PostProcessing::Softmax)
             }
-            Task::Regression => PostProcessing::Identity,
+            Task::Regression => (network, PostProcessing::Identity),
         };
+        let input = InputQuantization::for_network(&network, n_bits, calibration)?;
+        let rows: Vec<Vec<f64>> = calibration.rows().into_iter().map(|r| r.to_vec()).collect();
+        let activation_ranges = calibrate_activations(&network, &rows)?;
         Ok(Self {
             network,
             standardizer: None,

@@ -40,6 +40,17 @@ pub struct TrainingSetup {
     pub seed: u64,
 }
 
+/// Where training stands after one epoch, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochReport {
+    /// Epochs done (1-based).
+    pub epoch: usize,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Mean training loss over the epoch's batches.
+    pub loss: f64,
+}
+
 /// The network's input: client integers `q` minus `zero`, times `scale` (per feature).
 #[derive(Debug, Clone)]
 pub struct IntegerInputs {
@@ -260,7 +271,13 @@ fn loss(logits: Tensor<2>, targets: &Targets, rows: &[usize], device: &Device) -
 }
 
 /// Trains an MLP on integer inputs with quantization-aware training.
-pub fn train(setup: &TrainingSetup, inputs: &IntegerInputs, targets: &Targets) -> Result<Trained> {
+/// `on_epoch` hears about every finished epoch.
+pub fn train(
+    setup: &TrainingSetup,
+    inputs: &IntegerInputs,
+    targets: &Targets,
+    on_epoch: &mut dyn FnMut(EpochReport),
+) -> Result<Trained> {
     let (n, f) = inputs.centred.dim();
     let n_out = match targets {
         Targets::Classes(_, k) => *k,
@@ -299,13 +316,17 @@ pub fn train(setup: &TrainingSetup, inputs: &IntegerInputs, targets: &Targets) -
             None => trainer.plan_epoch(&model)?,
         };
         let lr = if track { setup.learning_rate } else { setup.learning_rate / 10.0 };
+        let mut loss_sum = 0.0;
         for batch in order.chunks(setup.batch_size.max(1)) {
             let rows: Vec<f32> = batch.iter().flat_map(|&i| x_all[i * f..(i + 1) * f].iter().copied()).collect();
             let x = tensor2(rows, batch.len(), f, &device);
             let logits = trainer.forward(&model, x, &plan, track)?;
-            let grads = GradientsParams::from_grads(loss(logits, targets, batch, &device).backward(), &model);
+            let batch_loss = loss(logits, targets, batch, &device);
+            loss_sum += scalar(batch_loss.clone().detach()) * batch.len() as f64;
+            let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
             model = optimizer.step(lr, model, grads);
         }
+        on_epoch(EpochReport { epoch: epoch + 1, epochs: setup.epochs, loss: loss_sum / n as f64 });
     }
     let rounding = frozen.map(|p| p.rounding).unwrap_or_default();
     network_of(&model, setup, f, trainer.ranges, &rounding)

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod data;
+mod import;
 mod nn;
 mod onnx_ml;
 mod serve;
@@ -168,15 +170,15 @@ fn bad_input_gives_one_line_errors() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let ragged = csv("ragged.csv", "a,b,y\n1,2,0\n1,2\n");
+    let ragged = csv("ragged.csv", "a,b,target\n1,2,0\n1,2\n");
     fails(&["train", "--model", "logistic", "--data", s(&ragged), "--out", s(&out)], "line 3");
-    let nan = csv("nan.csv", "a,b,y\n1,2,0\nNaN,2,1\n");
+    let nan = csv("nan.csv", "a,b,target\n1,2,0\nNaN,2,1\n");
     fails(&["train", "--model", "logistic", "--data", s(&nan), "--out", s(&out)], "not finite");
-    let inf = csv("inf.csv", "a,b,y\n1,inf,0\n3,2,1\n");
+    let inf = csv("inf.csv", "a,b,target\n1,inf,0\n3,2,1\n");
     fails(&["train", "--model", "logistic", "--data", s(&inf), "--out", s(&out)], "not finite");
-    let text = csv("text.csv", "a,b,y\n1,x,0\n");
+    let text = csv("text.csv", "a,b,target\n1,x,0\n");
     fails(&["train", "--model", "logistic", "--data", s(&text), "--out", s(&out)], "not a number");
-    let empty = csv("empty.csv", "a,b,y\n");
+    let empty = csv("empty.csv", "a,b,target\n");
     fails(&["train", "--model", "logistic", "--data", s(&empty), "--out", s(&out)], "no data rows");
     fails(&["train", "--model", "nope", "--data", s(&train), "--out", s(&out)], "unknown model");
     fails(
@@ -186,14 +188,14 @@ fn bad_input_gives_one_line_errors() {
     fails(&["train", "--model", "logistic", "--data", s(&train), "--set", "alpha", "--out", s(&out)], "key=value");
     fails(
         &["train", "--model", "logistic", "--data", s(&train), "--target", "zzz", "--out", s(&out)],
-        "no column named",
+        "no target column `zzz`",
     );
     fails(&["train", "--model", "logistic", "--data", s(&dir.path("missing.csv")), "--out", s(&out)], "missing.csv");
     assert!(!out.exists(), "no partial model file");
 
     ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&out)]);
-    let narrow = csv("narrow.csv", "a,b,y\n1,2,0\n");
-    fails(&["eval", "--model", s(&out), "--data", s(&narrow)], "feature columns");
+    let narrow = csv("narrow.csv", "a,b,target\n1,2,0\n");
+    fails(&["eval", "--model", s(&out), "--data", s(&narrow)], "missing column(s) `f0`");
     fails(&["eval", "--model", s(&out), "--data", s(&train), "--mode", "fast"], "unknown mode");
     fails(&["eval", "--model", s(&out), "--data", s(&train), "--p-error", "2"], "p_error");
 }

@@ -64,6 +64,26 @@ fn onnx_ml_files_are_refused_with_their_reason() {
     import(&forest, &["--task", "regression"], "does classification");
     import(&forest, &["--set", "w_bits=3"], "`w_bits`");
     import(&forest, &["--n-bits", "0"], "n_bits");
+    // Text labels name the classes 0..k in sorted order: three for a three-class model.
+    let relabel = |names: [&str; 3], file: &str| {
+        let text = std::fs::read_to_string(&train).unwrap();
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let (features, target) = line.rsplit_once(',').unwrap();
+            let label = if i == 0 { target } else { names[target.parse::<f64>().unwrap() as usize] };
+            out += &format!("{features},{label}\n");
+        }
+        let path = dir.path(file);
+        std::fs::write(&path, out).unwrap();
+        path
+    };
+    let named = relabel(["setosa", "versicolor", "virginica"], "named.csv");
+    let model = dir.path("named.fheml");
+    ok(&["import-onnx", s(&forest), "--data", s(&named), "--out", s(&model)]);
+    let eval = json(&["eval", "--model", s(&model), "--data", s(&named), "--mode", "clear", "--json"]);
+    assert!(eval["quantized"].as_f64().unwrap() > 0.9, "{eval}");
+    let two = relabel(["setosa", "other", "other"], "two.csv");
+    fails(&["import-onnx", s(&forest), "--data", s(&two), "--out", s(&refused)], "2 text labels");
     let truncated = dir.path("truncated.onnx");
     let bytes = std::fs::read(&forest).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() - 7]).unwrap();
