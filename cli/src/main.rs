@@ -389,18 +389,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Import a trained network from an ONNX file with post-training quantization,
-    /// calibrated on a CSV file, and compile it.
+    /// Import a trained model from an ONNX file, calibrate it on a CSV file and compile it:
+    /// a neural network (post-training quantization), or a tree ensemble of the ai.onnx.ml
+    /// domain (scikit-learn trees, forests, gradient boosting via skl2onnx; LightGBM and
+    /// XGBoost via onnxmltools), which becomes fheml's tree model.
     ///
     /// The calibration rows are the CSV's feature columns: every column but the target (named
-    /// `target`, or --target NAME; --no-target when there is none). A classifier's labels are the
-    /// sorted distinct values of the target column, one per network output, in output order.
-    /// Supported operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
+    /// `target`, or --target NAME; --no-target when there is none). A network classifier's
+    /// labels are the sorted distinct values of the target column, one per network output, in
+    /// output order; a tree ensemble's are the class labels the ONNX file holds.
+    /// Network operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
     /// BatchNormalization, Add/Sub/Mul/Div by a constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu,
-    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax; anything else is
-    /// refused naming the operator and the node.
+    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax. ai.onnx.ml:
+    /// TreeEnsembleClassifier and TreeEnsembleRegressor, with Cast, Identity, ZipMap around
+    /// them. Anything else is refused naming the operator and the node.
     ///
-    /// Example: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    /// Examples: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    ///           fheml import-onnx forest.onnx --data train.csv --out forest.fheml
     ImportOnnx {
         /// The ONNX model.
         #[arg(value_name = "MODEL.onnx", required_unless_present = "onnx_flag")]
@@ -414,11 +419,13 @@ enum Command {
         /// classification when the network has several outputs).
         #[arg(long)]
         task: Option<String>,
-        /// Input quantization bits.
-        #[arg(long, default_value_t = 8)]
-        n_bits: u8,
-        /// `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`), `rounding`
-        /// (`approximate` or `exact`), as `key=value` (repeatable, or comma-separated).
+        /// Input quantization bits (default 8 for a network, 6 for a tree ensemble, as
+        /// Concrete ML).
+        #[arg(long)]
+        n_bits: Option<u8>,
+        /// Networks: `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`),
+        /// `rounding` (`approximate` or `exact`). Tree ensembles: `leaf_bits` (default n_bits),
+        /// `sum_in_fhe` (true/false). As `key=value` (repeatable, or comma-separated).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
         #[command(flatten)]
@@ -727,13 +734,17 @@ fn run(cli: Cli) -> Result<()> {
             warn_if_quantization_drifts(&saved, &table)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
+            let what = match &saved.float {
+                model_file::FloatModel::Nn(m) => format!("{} layers", m.network().layers().len()),
+                model_file::FloatModel::Tree(m) => {
+                    let e = m.ensemble();
+                    format!("{}, {} single-output trees of depth {}", saved.name, e.trees.len(), e.max_depth())
+                }
+                model_file::FloatModel::Linear(_) => saved.name.clone(),
+            };
             say!(
-                "imported {} ({} layers, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
+                "imported {} ({what}, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
                 onnx.display(),
-                match &saved.float {
-                    model_file::FloatModel::Nn(m) => m.network().layers().len(),
-                    _ => 0,
-                },
                 bits_text(input_bits(&saved)),
                 format_probability(saved.fhe.compiled().report().p_error),
                 saved.fhe.compiled().report().bootstraps,
@@ -871,8 +882,8 @@ fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Post-training quantization can lose a network trained on raw (unstandardised) features:
-/// compares the quantized model with the float one on (up to 500 of) the calibration rows and
+/// Post-training quantization can lose a network trained on raw (unstandardised) features,
+/// or move many inputs of an imported tree ensemble across its thresholds: compares the quantized model with the float one on (up to 500 of) the calibration rows and
 /// warns, with the fix, when they part.
 fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -> Result<()> {
     let rows = table.x.nrows().min(500);
@@ -882,11 +893,19 @@ fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -
     let x = table.x.slice(ndarray::s![..rows, ..]);
     let float = saved.float.predict(x)?;
     let clear: Vec<f64> = saved.fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
+    let (what, fix) = match saved.float {
+        model_file::FloatModel::Tree(_) => ("tree model", "raise --n-bits (up to 10) or --set leaf_bits"),
+        _ => (
+            "network",
+            "raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained on raw features \
+             of very different scales, standardise them inside the network before exporting",
+        ),
+    };
     let drift = if saved.is_classifier() {
         let agree = float.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows as f64;
         (agree < 0.98).then(|| {
             format!(
-                "the quantized network predicts the float network's label on {:.1}% of the calibration rows",
+                "the quantized {what} predicts the float {what}'s label on {:.1}% of the calibration rows",
                 100.0 * agree
             )
         })
@@ -896,16 +915,13 @@ fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -
         let error = (float.iter().zip(&clear).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / rows as f64).sqrt();
         (error > 0.1 * spread).then(|| {
             format!(
-                "the quantized network is off the float one by {:.0}% of the predictions' spread",
+                "the quantized {what} is off the float one by {:.0}% of the predictions' spread",
                 100.0 * error / spread
             )
         })
     };
-    if let Some(what) = drift {
-        eprintln!(
-            "warning: {what}; raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained \
-             on raw features of very different scales, standardise them inside the network before exporting"
-        );
+    if let Some(drift) = drift {
+        eprintln!("warning: {drift}; {fix}");
     }
     Ok(())
 }

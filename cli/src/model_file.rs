@@ -8,7 +8,7 @@ use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
 use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
 use fheml_models_nn::budget::BudgetSearch;
 use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings, ValidMlpParams};
-use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
+use fheml_models_tree::{TaskKind, TreeError, TreeModel, TreeModelKind, TreeParams, onnx_ml};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
@@ -215,16 +215,107 @@ pub struct OnnxImport<'a> {
     pub table: &'a Table,
     /// `classification` or `regression` (default: from the target column, if any).
     pub task: Option<&'a str>,
-    /// Input quantization bits.
-    pub n_bits: u8,
-    /// `w_bits`, `a_bits`, `accumulator_bits`, `rounding` as `key=value`.
+    /// Input quantization bits (default: 8 for a network, 6 for a tree ensemble).
+    pub n_bits: Option<u8>,
+    /// `w_bits`, `a_bits`, `accumulator_bits`, `rounding` as `key=value` for a network;
+    /// `leaf_bits`, `sum_in_fhe` for a tree ensemble.
     pub settings: &'a [(String, String)],
     /// Compilation settings.
     pub config: &'a FheConfig,
 }
 
-/// Post-training quantization of an ONNX network, calibrated on the table's rows.
+/// The bytes of an ONNX file whose graph uses the `ai.onnx.ml` domain (tree ensembles from
+/// skl2onnx or onnxmltools), or `None` for any other file (networks, or files that do not
+/// parse: the network importer then reports them).
+fn onnx_ml_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    if size > onnx_ml::MAX_ONNX_ML_BYTES {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
+    Ok(matches!(onnx_ml::uses_onnx_ml_domain(&bytes), Ok(true)).then_some(bytes))
+}
+
+/// Imports an ONNX-ML tree ensemble into fheml's tree model, quantizes it with inputs
+/// calibrated on the table's rows, and compiles it.
+fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<SavedModel> {
+    let model = TreeModel::from_onnx_ml_bytes(bytes).map_err(|e| match e {
+        TreeError::OnnxMlFormat(_) | TreeError::OnnxMlUnsupported(_) => {
+            CliError::Data { path: path.display().to_string(), detail: e.to_string() }
+        }
+        other => other.into(),
+    })?;
+    let table = options.table;
+    if model.n_features() != table.x.ncols() {
+        return Err(CliError::Usage(format!(
+            "the ONNX model reads {} features, the data has {} feature columns{}",
+            model.n_features(),
+            table.x.ncols(),
+            if table.y.is_some() {
+                " besides the target (--target NAME names the target column; --no-target when there is none)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let task = model.params().get().task;
+    if let Some(wanted) = options.task.map(TaskKind::from_name).transpose()?
+        && wanted != task
+    {
+        return Err(CliError::Usage(format!(
+            "the ONNX model does {}, not {}; leave out --task for a tree ensemble",
+            task.name(),
+            wanted.name()
+        )));
+    }
+    // Text labels in the calibration target name the classes 0..k (their sorted order), as
+    // for XGBoost: they can only name a model whose classes are exactly those indices.
+    if let (Some(labels), Task::Classification { classes }) = (&table.schema.labels, model.task()) {
+        let indices = classes.iter().enumerate().all(|(i, c)| *c == i as f64);
+        if !indices || labels.len() != classes.len() {
+            let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
+            return Err(CliError::Usage(format!(
+                "the calibration target holds {} text labels ({}), the ONNX model's classes are {}: text labels \
+                 name the classes 0..{} in sorted order",
+                labels.len(),
+                labels.join(", "),
+                shown.join(", "),
+                labels.len()
+            )));
+        }
+    }
+    let defaults = model.compile_options();
+    let (mut leaf_bits, mut sum_in_fhe) = (None, defaults.sum_in_fhe);
+    for (key, value) in options.settings {
+        let bad = || CliError::Usage(format!("invalid value `{value}` for `{key}`"));
+        match key.as_str() {
+            "leaf_bits" => leaf_bits = Some(value.parse().map_err(|_| bad())?),
+            "sum_in_fhe" => sum_in_fhe = value.parse().map_err(|_| bad())?,
+            other => {
+                return Err(CliError::Usage(format!(
+                    "unknown option `{other}` for an ONNX-ML tree ensemble; valid: leaf_bits, sum_in_fhe"
+                )));
+            }
+        }
+    }
+    let n_bits = options.n_bits.unwrap_or(TreeParams::new(model.params().get().kind, task).n_bits);
+    let model = model.with_options(n_bits, leaf_bits, sum_in_fhe)?;
+    let fhe = FheModel::compile(model.compile(table.x.view())?, options.config)?;
+    Ok(SavedModel {
+        name: model.params().get().kind.name().to_string(),
+        feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
+        float: FloatModel::Tree(model),
+        fhe,
+    })
+}
+
+/// Imports an ONNX file calibrated on the table's rows: an `ai.onnx.ml` tree ensemble
+/// becomes a tree model, any other graph a network (post-training quantization).
 pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
+    if let Some(bytes) = onnx_ml_bytes(path)? {
+        return import_onnx_ml(path, &bytes, options);
+    }
     let imported = fheml_models_nn::import_onnx(path)?;
     let network = imported.network;
     let table = options.table;
@@ -305,7 +396,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
         }
         Task::Regression
     };
-    let model = NnModel::from_network(network, table.x.view(), options.n_bits, quant, task)?;
+    let model = NnModel::from_network(network, table.x.view(), options.n_bits.unwrap_or(8), quant, task)?;
     let fhe = FheModel::compile(model.compile()?, options.config)?;
     Ok(SavedModel {
         name: "onnx".into(),

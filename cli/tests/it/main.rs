@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 mod data;
 mod import;
 mod nn;
+mod onnx_ml;
 mod serve;
 
 pub(crate) struct Scratch(PathBuf);
