@@ -5,6 +5,7 @@ mod data;
 mod error;
 mod eval;
 mod http_client;
+mod key_store;
 mod model_file;
 mod output;
 mod quickstart;
@@ -277,6 +278,10 @@ enum Command {
         /// Directory for client.key and eval.key.
         #[arg(long)]
         out_dir: PathBuf,
+        /// Replace keys already in the directory (answers encrypted for the old key can then
+        /// no longer be decrypted).
+        #[arg(long)]
+        force: bool,
     },
     /// Client: quantize and encrypt the rows of a CSV file (the model's columns by name; a
     /// target column is skipped).
@@ -330,15 +335,43 @@ enum Command {
         /// Model files (repeatable).
         #[arg(long = "model", required = true)]
         models: Vec<PathBuf>,
-        /// Address to listen on.
+        /// Address to listen on. Any address but loopback needs --token-file (or
+        /// --insecure-no-auth).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
         /// Directory for uploaded evaluation keys.
         #[arg(long, default_value = "fheml-keys")]
         key_dir: PathBuf,
-        /// Largest accepted request body, in bytes.
-        #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
-        max_body_bytes: usize,
+        /// File holding the bearer token every request but /health must carry.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Serve a non-loopback address without a token (behind a proxy that authenticates).
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// Most samples (rows) in one /run request; the /run body limit follows from it.
+        #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
+        max_samples: usize,
+        /// Evaluations and key expansions running at once (each uses every core).
+        #[arg(long, default_value_t = 2)]
+        max_concurrent: usize,
+        /// Requests to /run and /keys admitted at once, running or waiting; more get 503.
+        #[arg(long, default_value_t = 32)]
+        max_queued: usize,
+        /// Deadline of one request in seconds, upload included; later ones get 408.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+        /// Bytes of expanded evaluation keys kept in memory (least recently used evicted).
+        #[arg(long, default_value_t = 8 << 30)]
+        key_memory_bytes: u64,
+        /// Bytes of compressed evaluation keys kept in --key-dir (least recently used evicted).
+        #[arg(long, default_value_t = 32 << 30)]
+        key_disk_bytes: u64,
+        /// Bytes of expanded inputs one evaluation holds at a time (it works in chunks).
+        #[arg(long, default_value_t = 256 << 20)]
+        chunk_bytes: usize,
+        /// Lowers the body limits derived from each model (never raises them).
+        #[arg(long)]
+        max_body_bytes: Option<usize>,
     },
     /// Encrypted prediction through a running `fheml serve`.
     Client {
@@ -356,6 +389,9 @@ enum Command {
         /// Where the client keeps its keys between runs.
         #[arg(long)]
         key_dir: Option<PathBuf>,
+        /// File holding the server's bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         print: PrintArgs,
     },
@@ -643,11 +679,19 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Inspect { model, json } => inspect(&SavedModel::load(&model)?, json),
-        Command::Keygen { model, out_dir } => {
+        Command::Keygen { model, out_dir, force } => {
             let saved = SavedModel::load(&model)?;
+            for existing in ["client.key", "eval.key"].map(|f| out_dir.join(f)) {
+                if existing.exists() && !force {
+                    return Err(CliError::Usage(format!(
+                        "{} exists; pass --force to replace it (answers encrypted under the old key could no longer be decrypted)",
+                        existing.display()
+                    )));
+                }
+            }
             std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
             let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
-            write_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
+            model_file::write_secret_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
             say!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
             Ok(())
@@ -666,8 +710,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { model, eval_key, input, out } => {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
-            let key =
-                CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?.decompress();
+            let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?;
+            key.check_conformant(saved.fhe.compiled())?;
+            let key = key.decompress();
             let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let answer = saved.fhe.compiled().run(&key, &query)?;
             write_atomically(&out, &answer.to_bytes()?)?;
@@ -682,14 +727,47 @@ fn run(cli: Cli) -> Result<()> {
             let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
             print_predictions(&saved.fhe.decode(&outputs)?, &saved.schema, &saved.fhe.model().task, &print)
         }
-        Command::Serve { models, addr, key_dir, max_body_bytes } => {
+        Command::Serve {
+            models,
+            addr,
+            key_dir,
+            token_file,
+            insecure_no_auth,
+            max_samples,
+            max_concurrent,
+            max_queued,
+            timeout_secs,
+            key_memory_bytes,
+            key_disk_bytes,
+            chunk_bytes,
+            max_body_bytes,
+        } => {
+            let token = token_file.as_deref().map(read_token).transpose()?;
+            if token.is_none() && !addr.ip().is_loopback() && !insecure_no_auth {
+                return Err(CliError::Usage(format!(
+                    "{addr} is reachable from other machines: pass --token-file FILE (clients send it with \
+                     --token-file), or --insecure-no-auth behind a proxy that authenticates"
+                )));
+            }
             let mut served = Vec::new();
             for path in &models {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
                 served.push((name, SavedModel::load(path)?));
             }
             let names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
-            let router = serve::router(served, key_dir, max_body_bytes)?;
+            let options = serve::ServeOptions {
+                max_samples,
+                max_concurrent,
+                max_queued,
+                request_timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+                key_memory_bytes,
+                key_disk_bytes,
+                chunk_bytes,
+                max_body_bytes,
+                token,
+                ..serve::ServeOptions::new(key_dir)
+            };
+            let router = serve::router(served, options)?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Usage(e.to_string()))?;
             runtime.block_on(serve::serve(
                 router,
@@ -700,8 +778,9 @@ fn run(cli: Cli) -> Result<()> {
                 |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
             ))
         }
-        Command::Client { url, name, data, ignore_extra, key_dir, print } => {
-            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref())?;
+        Command::Client { url, name, data, ignore_extra, key_dir, token_file, print } => {
+            let token = token_file.as_deref().map(read_token).transpose()?;
+            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref(), token)?;
             let x = data.select(&remote.part.schema, false, ignore_extra, None)?.x;
             print_predictions(&remote.predict(x.view())?, &remote.part.schema, &remote.part.task, &print)
         }
@@ -893,6 +972,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bearer token from its file: one line, surrounding whitespace ignored, never empty.
+fn read_token(path: &std::path::Path) -> Result<String> {
+    let text = read_limited(path, 4096)?;
+    let token = String::from_utf8(text)
+        .map_err(|_| CliError::Usage(format!("{}: the token is not UTF-8 text", path.display())))?
+        .trim()
+        .to_string();
+    if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(CliError::Usage(format!("{}: the token must be one non-empty word", path.display())));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ fn server_answers_match_files_and_survive_bad_requests() {
     assert_eq!(raw(&server.1, &missing), 404);
     assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
     let oversized = format!(
-        "POST /models/cancer/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
+        "POST /models/cancer/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
         "x".repeat(5_000_000)
     );
     assert_eq!(raw(&server.1, &oversized), 413);
