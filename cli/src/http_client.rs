@@ -141,8 +141,19 @@ impl RemoteModel {
             .to_string())
     }
 
-    /// Encrypts the rows, has the server evaluate them, decrypts the predictions.
-    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<Prediction>> {
+    /// Encrypts the rows, has the server evaluate them in requests of at most `batch_rows`
+    /// rows (the server caps samples per request, `fheml serve --max-samples`), decrypts
+    /// the predictions.
+    pub fn predict(&self, x: ArrayView2<f64>, batch_rows: usize) -> Result<Vec<Prediction>> {
+        let mut predictions = Vec::with_capacity(x.nrows());
+        for first in (0..x.nrows()).step_by(batch_rows.max(1)) {
+            let rows = x.slice(ndarray::s![first..x.nrows().min(first + batch_rows.max(1)), ..]);
+            predictions.extend(self.predict_batch(rows)?);
+        }
+        Ok(predictions)
+    }
+
+    fn predict_batch(&self, x: ArrayView2<f64>) -> Result<Vec<Prediction>> {
         let inputs = x.rows().into_iter().map(|r| self.part.encode(&r.to_vec())).collect::<Result<Vec<_>>>()?;
         let query = self.part.spec.encrypt(&self.key, &inputs)?.to_bytes()?;
         let answer = match &self.uploaded {

@@ -392,6 +392,9 @@ enum Command {
         /// File holding the server's bearer token.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Rows per request: at most the server's --max-samples.
+        #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
+        batch_rows: usize,
         #[command(flatten)]
         print: PrintArgs,
     },
@@ -778,11 +781,11 @@ fn run(cli: Cli) -> Result<()> {
                 |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
             ))
         }
-        Command::Client { url, name, data, ignore_extra, key_dir, token_file, print } => {
+        Command::Client { url, name, data, ignore_extra, key_dir, token_file, batch_rows, print } => {
             let token = token_file.as_deref().map(read_token).transpose()?;
             let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref(), token)?;
             let x = data.select(&remote.part.schema, false, ignore_extra, None)?.x;
-            print_predictions(&remote.predict(x.view())?, &remote.part.schema, &remote.part.task, &print)
+            print_predictions(&remote.predict(x.view(), batch_rows)?, &remote.part.schema, &remote.part.task, &print)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
         Command::ImportOnnx { onnx, onnx_flag, data, task, n_bits, settings, compile, out } => {

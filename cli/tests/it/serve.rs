@@ -89,7 +89,8 @@ fn server_answers_match_files_and_survive_bad_requests() {
         "POST /models/cancer/run?key_id={} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
         "0".repeat(64)
     );
-    assert_eq!(raw(&server.1, &missing), 404);
+    // A model without table lookups takes no key: the id is ignored, the garbage refused.
+    assert_eq!(raw(&server.1, &missing), 400);
     assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
     let oversized = format!(
         "POST /models/cancer/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
