@@ -29,8 +29,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use fheml_fhe_runtime::{CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EvaluationKey, FheError};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -164,7 +164,11 @@ fn internal(_: tokio::task::JoinError) -> ApiError {
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
 fn served(state: &AppState, name: &str) -> ApiResult<Arc<Served>> {
-    state.models.get(name).cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no model named `{name}`")))
+    state
+        .models
+        .get(name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no model named `{name}`")))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -177,7 +181,8 @@ async fn read_body(body: Body, headers: &axum::http::HeaderMap, limit: usize, wh
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("{what} over {limit} bytes, the most this model takes"))
     };
-    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }

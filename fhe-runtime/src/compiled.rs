@@ -5,9 +5,9 @@ use fheml_circuits::{Circuit, Interval, Tensor, evaluate, evaluate_batch, shape_
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tfhe::core_crypto::prelude::*;
 use tfhe::conformance::ParameterSetConformant;
 use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
+use tfhe::core_crypto::prelude::*;
 use tfhe::shortint::atomic_pattern::AtomicPatternParameters;
 use tfhe::shortint::ciphertext::MaxDegree;
 use tfhe::shortint::{ClientKey as ShortintClientKey, CompressedServerKey, ServerKey};
@@ -278,7 +278,8 @@ impl CompiledCircuit {
         // anything else (an XOF seed, a counter near the end of its range) is refused
         // rather than handed to the generator.
         let seed = &list.compression_seed().inner;
-        if !matches!(seed.seed, SeedKind::Ctr(_)) || seed.first_index != CompressionSeed::from(Seed(0)).inner.first_index
+        if !matches!(seed.seed, SeedKind::Ctr(_))
+            || seed.first_index != CompressionSeed::from(Seed(0)).inner.first_index
         {
             return Err(FheError::BadCiphertexts("unexpected mask seed form".into()));
         }
@@ -581,9 +582,9 @@ impl CompressedEvaluationKey {
         let needs_key = compiled.plan.report.needs_evaluation_key;
         match (&self.key, needs_key) {
             (None, false) => Ok(()),
-            (Some(_), false) => Err(FheError::BadKey(
-                "this model has no table lookups and takes no evaluation key".into(),
-            )),
+            (Some(_), false) => {
+                Err(FheError::BadKey("this model has no table lookups and takes no evaluation key".into()))
+            }
             (None, true) => Err(FheError::MissingEvaluationKey),
             (Some(key), true) => {
                 let params = compiled.plan.parameters.set().params;
