@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use crate::{Scratch, fheml, ok, s, write_dataset};
+use crate::{Scratch, fails, fheml, ok, s, write_dataset};
 
 struct Server(Child, String);
 
@@ -36,6 +36,11 @@ fn start(model: &std::path::Path, keys: &std::path::Path) -> Server {
     BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     Server(child, addr)
+}
+
+/// Whether the keys in `keys` still decrypt `answer` to `expected`.
+fn out_matches(keys: &std::path::Path, answer: &std::path::Path, model: &std::path::Path, expected: &str) -> bool {
+    ok(&["decrypt", "--model", s(model), "--key", s(&keys.join("client.key")), "--in", s(answer)]) == expected
 }
 
 /// One raw HTTP/1.1 request; returns the status code.
@@ -70,6 +75,18 @@ fn server_answers_match_files_and_survive_bad_requests() {
     ]);
     ok(&["run", "--model", s(&model), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&answer)]);
     let expected = ok(&["decrypt", "--model", s(&model), "--key", s(&keys.join("client.key")), "--in", s(&answer)]);
+
+    // The secret key is readable by its owner only; keygen does not overwrite keys silently.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join("client.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "client.key mode {mode:o}");
+    }
+    fails(&["keygen", "--model", s(&model), "--out-dir", s(&keys)], "--force");
+    assert!(out_matches(&keys, &answer, &model, &expected), "the refused keygen kept the old keys");
+    // A server reachable from other machines needs a token (or an explicit opt-out).
+    fails(&["serve", "--model", s(&model), "--addr", "0.0.0.0:0"], "--token-file");
 
     let server = start(&model, &dir.path("server-keys"));
     let url = format!("http://{}", server.1);
