@@ -59,6 +59,9 @@ struct SecretKey {
     key: tfhe::shortint::ClientKey,
 }
 
+/// A crafted request: what it tries, path, bearer token, body, the status it must get.
+type Hostile<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16);
+
 /// One HTTP/1.1 request with a binary body; the status and the body of the answer.
 fn post(addr: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -223,7 +226,7 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
         *b = x as u8;
     }
     let unknown_key = format!("/models/tree/run?key_id={}", "ab".repeat(32));
-    let hostile: Vec<(&str, String, Option<&str>, Vec<u8>, u16)> = vec![
+    let hostile: Vec<Hostile> = vec![
         ("no token", "/models/tree/run".into(), None, honest_query.clone(), 401),
         ("wrong token", "/models/tree/keys".into(), Some("guess"), honest_key.clone(), 401),
         ("a million samples claimed", unknown_key.clone(), token, with_list(1_000_000, honest().packed), 413),
