@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fheml_fhe_runtime::{CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EvaluationKey, FheError};
+use fheml_fhe_runtime::{CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EvaluationKey, FheError, Kind};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -239,7 +239,11 @@ async fn upload_key(
     }
     let body = read_body(body, &headers, model.keys_body_limit, "evaluation key").await?;
     let key_id = hex(&Sha256::digest(&body));
-    if state.keys.in_memory(&key_id).is_some() {
+    // The same bytes were checked on an earlier upload, possibly to another model: the
+    // shortcut holds only for a key made for this one.
+    let for_this_model = fheml_fhe_runtime::peek_fingerprint(&body, Kind::CompressedEvaluationKey)
+        .is_ok_and(|fp| fp == model.compiled().fingerprint());
+    if for_this_model && state.keys.in_memory(&key_id).is_some() {
         return Ok(format!("{{\"key_id\":\"{key_id}\"}}"));
     }
     let turn = state.evaluating.clone().acquire_owned().await.map_err(|_| busy())?;
