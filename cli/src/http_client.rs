@@ -30,6 +30,74 @@ fn http_error(what: &str, e: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("{what}: {e}"))
 }
 
+/// The scheme (lowercased) and host of an `http://` or `https://` URL.
+fn scheme_and_host(url: &str) -> Result<(String, String)> {
+    let bad = || CliError::Usage(format!("{url}: not an http:// or https:// URL"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((scheme, host.to_ascii_lowercase()))
+}
+
+/// Whether `host` names this machine (a token may travel over plain HTTP there).
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The HTTP agent for `url`: refuses to send a token in clear to another machine, and trusts
+/// the certificates of `ca_pem` (PEM, one or more) instead of the built-in WebPKI roots.
+fn agent_for(url: &str, token: bool, ca_pem: Option<&[u8]>) -> Result<ureq::Agent> {
+    let (scheme, host) = scheme_and_host(url)?;
+    if scheme == "http" && token && !is_loopback_host(&host) {
+        return Err(CliError::Usage(format!(
+            "{url}: the token would travel in clear; use https:// (fheml serve --tls-cert/--tls-key, or a TLS proxy)"
+        )));
+    }
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(pem) = ca_pem {
+        if scheme != "https" {
+            return Err(CliError::Usage(format!("{url}: --ca-cert applies to https:// URLs only")));
+        }
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(CliError::Usage(format!("--ca-cert: not a PEM file: {e}"))),
+            }
+        }
+        if certs.is_empty() {
+            return Err(CliError::Usage("--ca-cert: no certificate (-----BEGIN CERTIFICATE-----) in the file".into()));
+        }
+        let roots = ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs));
+        config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    Ok(config.build().into())
+}
+
+/// A transport error, with a hint when TLS refused the server's certificate.
+fn transport_error(url: &str, e: ureq::Error) -> CliError {
+    let text = e.to_string();
+    if text.to_ascii_lowercase().contains("certificate") {
+        return CliError::Usage(format!(
+            "{url}: {text} (the server's certificate is not trusted: pass its CA with --ca-cert, and check \
+             that the URL's host is one the certificate names)"
+        ));
+    }
+    http_error(url, text)
+}
+
 /// How often a request the server refused as busy (503) is tried again, and the first pause.
 const BUSY_RETRIES: u32 = 12;
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -57,7 +125,7 @@ impl RemoteModel {
                 (None, Some(auth)) => agent.get(url).header("Authorization", auth).call(),
                 (None, None) => agent.get(url).call(),
             };
-            let mut response = response.map_err(|e| http_error(url, e))?;
+            let mut response = response.map_err(|e| transport_error(url, e))?;
             let status = response.status();
             let mut bytes = Vec::new();
             response
@@ -86,9 +154,16 @@ impl RemoteModel {
 
     /// Connects: fetches the client part, loads or generates keys (kept in `key_dir` when
     /// given), uploads the evaluation key when the model needs one. `token` is the server's
-    /// bearer token, if it requires one.
-    pub fn connect(url: &str, name: &str, key_dir: Option<&Path>, token: Option<String>) -> Result<Self> {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    /// bearer token, if it requires one (sent over https, or plain http to loopback only).
+    /// `ca_pem` holds the CA certificates to trust instead of the WebPKI roots (https only).
+    pub fn connect(
+        url: &str,
+        name: &str,
+        key_dir: Option<&Path>,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self> {
+        let agent = agent_for(url, token.is_some(), ca_pem)?;
         let base = format!("{}/models/{name}", url.trim_end_matches('/'));
         let part_bytes =
             Self::call_with(&agent, token.as_deref(), &format!("{base}/client"), None)?.map_err(Self::refused)?;
@@ -175,5 +250,45 @@ impl RemoteModel {
         let outputs = EncryptedOutputs::from_bytes(&answer, &self.part.spec.fingerprint)?;
         let decrypted = self.part.spec.decrypt(&self.key, &outputs)?;
         decrypted.iter().map(|o| self.part.decode(o)).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{agent_for, is_loopback_host, scheme_and_host};
+
+    #[test]
+    fn urls_split_into_scheme_and_host() {
+        let cases = [
+            ("http://127.0.0.1:8080", "http", "127.0.0.1"),
+            ("HTTPS://Example.COM/base", "https", "example.com"),
+            ("http://[::1]:80/x", "http", "::1"),
+            ("http://localhost", "http", "localhost"),
+            ("http://127.0.0.1@evil.example:80/", "http", "evil.example"),
+        ];
+        for (url, scheme, host) in cases {
+            assert_eq!(scheme_and_host(url).unwrap(), (scheme.to_string(), host.to_string()), "{url}");
+        }
+        for bad in ["127.0.0.1:8080", "ftp://host", "http://", "http:///path"] {
+            assert!(scheme_and_host(bad).is_err(), "{bad}");
+        }
+        assert!(is_loopback_host("localhost") && is_loopback_host("127.0.0.2") && is_loopback_host("::1"));
+        assert!(!is_loopback_host("10.0.0.1") && !is_loopback_host("localhost.example"));
+    }
+
+    #[test]
+    fn a_token_never_travels_in_clear_to_another_machine() {
+        let refused = agent_for("http://10.0.0.1:8080", true, None).err().unwrap().to_string();
+        assert!(refused.contains("https://"), "{refused}");
+        assert!(agent_for("HTTP://10.0.0.1:8080", true, None).is_err());
+        assert!(agent_for("http://127.0.0.1@10.0.0.1:8080", true, None).is_err());
+        assert!(agent_for("http://10.0.0.1:8080", false, None).is_ok());
+        assert!(agent_for("http://127.0.0.1:8080", true, None).is_ok());
+        assert!(agent_for("https://10.0.0.1:8080", true, None).is_ok());
+        let ca_on_http = agent_for("http://127.0.0.1:8080", false, Some(b"x")).err().unwrap().to_string();
+        assert!(ca_on_http.contains("https://"), "{ca_on_http}");
+        let not_pem = agent_for("https://127.0.0.1:8080", false, Some(b"hello")).err().unwrap().to_string();
+        assert!(not_pem.contains("no certificate"), "{not_pem}");
     }
 }

@@ -336,7 +336,7 @@ enum Command {
         #[arg(long = "model", required = true)]
         models: Vec<PathBuf>,
         /// Address to listen on. Any address but loopback needs --token-file (or
-        /// --insecure-no-auth).
+        /// --insecure-no-auth) and --tls-cert/--tls-key (or --insecure-no-tls).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
         /// Directory for uploaded evaluation keys.
@@ -348,6 +348,10 @@ enum Command {
         /// Serve a non-loopback address without a token (behind a proxy that authenticates).
         #[arg(long)]
         insecure_no_auth: bool,
+        /// Serve a non-loopback address over plain HTTP (behind a proxy or mesh that
+        /// terminates TLS on the same host or a private link).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_no_tls: bool,
         /// Most samples (rows) in one /run request; the /run body limit follows from it.
         #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
         max_samples: usize,
@@ -372,6 +376,12 @@ enum Command {
         /// Lowers the body limits derived from each model (never raises them).
         #[arg(long)]
         max_body_bytes: Option<usize>,
+        /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM); needs --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Encrypted prediction through a running `fheml serve`.
     Client {
@@ -392,6 +402,10 @@ enum Command {
         /// File holding the server's bearer token.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Trust the CA certificates in this PEM file for an https:// server instead of the
+        /// built-in WebPKI roots (a private CA, or the server's self-signed certificate).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
         /// Rows per request: at most the server's --max-samples.
         #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
         batch_rows: usize,
@@ -736,6 +750,7 @@ fn run(cli: Cli) -> Result<()> {
             key_dir,
             token_file,
             insecure_no_auth,
+            insecure_no_tls,
             max_samples,
             max_concurrent,
             max_queued,
@@ -744,14 +759,12 @@ fn run(cli: Cli) -> Result<()> {
             key_disk_bytes,
             chunk_bytes,
             max_body_bytes,
+            tls_cert,
+            tls_key,
         } => {
             let token = token_file.as_deref().map(read_token).transpose()?;
-            if token.is_none() && !addr.ip().is_loopback() && !insecure_no_auth {
-                return Err(CliError::Usage(format!(
-                    "{addr} is reachable from other machines: pass --token-file FILE (clients send it with \
-                     --token-file), or --insecure-no-auth behind a proxy that authenticates"
-                )));
-            }
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| serve::TlsFiles { cert, key });
+            serve::check_exposure(addr, token.is_some(), insecure_no_auth, tls.is_some(), insecure_no_tls)?;
             let mut served = Vec::new();
             for path in &models {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
@@ -772,18 +785,21 @@ fn run(cli: Cli) -> Result<()> {
             };
             let router = serve::router(served, options)?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Usage(e.to_string()))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
             runtime.block_on(serve::serve(
                 router,
                 addr,
+                tls,
                 async {
                     let _ = tokio::signal::ctrl_c().await;
                 },
-                |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
+                |local| eprintln!("serving {} on {scheme}://{local} (Ctrl-C to stop)", names.join(", ")),
             ))
         }
-        Command::Client { url, name, data, ignore_extra, key_dir, token_file, batch_rows, print } => {
+        Command::Client { url, name, data, ignore_extra, key_dir, token_file, ca_cert, batch_rows, print } => {
             let token = token_file.as_deref().map(read_token).transpose()?;
-            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref(), token)?;
+            let ca = ca_cert.as_deref().map(|p| read_limited(p, 1 << 20)).transpose()?;
+            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref(), token, ca.as_deref())?;
             let x = data.select(&remote.part.schema, false, ignore_extra, None)?.x;
             print_predictions(&remote.predict(x.view(), batch_rows)?, &remote.part.schema, &remote.part.task, &print)
         }

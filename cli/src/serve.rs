@@ -14,6 +14,9 @@
 //! chunk at a time, at most a few evaluations run at once with a bounded queue behind them,
 //! every request has a deadline, and a panic becomes a generic 500. Every refusal is a
 //! status code with a one-line message (docs/http-api.md).
+//!
+//! With `--tls-cert/--tls-key` the server speaks HTTPS (rustls, ring); `fheml serve` refuses
+//! a non-loopback address without TLS and a token unless told a proxy does that job.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -254,7 +257,11 @@ async fn upload_key(
         let key = Arc::new(expand_key(&model, &body)?);
         worker_state.keys.insert(&id, &body, key, model.expanded_key_bytes).map_err(|e| match e {
             StoreError::TooLarge(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m),
-            StoreError::Io(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store the key: {m}")),
+            StoreError::Io(m) => {
+                // The detail names the server's folders: for the operator, not the client.
+                eprintln!("fheml serve: cannot store key {id}: {m}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the key on the server")
+            }
         })
     })
     .await
@@ -459,19 +466,128 @@ pub fn router(models: Vec<(String, SavedModel)>, options: ServeOptions) -> Resul
         .with_state(state))
 }
 
-/// Serves until Ctrl-C (or until `shutdown` resolves).
+/// The exposure rule of `fheml serve`: a loopback address serves as asked; any other address
+/// (reachable from other machines) needs a bearer token and TLS, or an explicit opt-out for
+/// each (`--insecure-no-auth`, `--insecure-no-tls`) saying a proxy in front does that job.
+pub fn check_exposure(
+    addr: SocketAddr,
+    token: bool,
+    insecure_no_auth: bool,
+    tls: bool,
+    insecure_no_tls: bool,
+) -> Result<()> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    if !token && !insecure_no_auth {
+        missing.push(
+            "--token-file FILE (clients send it with --token-file), or --insecure-no-auth behind a proxy that \
+             authenticates",
+        );
+    }
+    if !tls && !insecure_no_tls {
+        missing.push(
+            "--tls-cert and --tls-key (clients trust the certificate, or its CA with --ca-cert), or \
+             --insecure-no-tls behind a proxy that terminates TLS",
+        );
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!("{addr} is reachable from other machines: pass {}", missing.join("; and "))))
+}
+
+/// A certificate chain and its private key, PEM files (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate.
+    pub key: PathBuf,
+}
+
+/// Serves until Ctrl-C (or until `shutdown` resolves), over TLS when `tls` is given.
 pub async fn serve(
     router: Router,
     addr: SocketAddr,
+    tls: Option<TlsFiles>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    let Some(tls) = tls else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::Usage(format!("cannot bind {addr}: {e}")))?;
+        let local = listener.local_addr().map_err(|e| CliError::Usage(e.to_string()))?;
+        ready(local);
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| CliError::Usage(format!("server error: {e}")));
+    };
+    let config = tls_config(&tls).await?;
     let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|e| CliError::Usage(format!("cannot bind {addr}: {e}")))?;
+        std::net::TcpListener::bind(addr).map_err(|e| CliError::Usage(format!("cannot bind {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| CliError::Usage(e.to_string()))?;
     let local = listener.local_addr().map_err(|e| CliError::Usage(e.to_string()))?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    // The acceptor gives up on a TLS handshake after 10 s (axum-server's default), so idle
+    // half-open connections do not pile up.
+    let server = axum_server::from_tcp_rustls(listener, config).handle(handle);
     ready(local);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| CliError::Usage(format!("server error: {e}")))
+    server.serve(router.into_make_service()).await.map_err(|e| CliError::Usage(format!("server error: {e}")))
+}
+
+/// Largest certificate chain or key file read (a chain of a few certificates is a few KiB).
+const TLS_FILE_BYTES: usize = 1 << 20;
+
+/// The rustls configuration for `tls`: TLS 1.2 and 1.3 with ring's cipher suites, HTTP/1.1
+/// and HTTP/2 offered by ALPN, no client certificates. Refuses, naming the file, a chain
+/// without a certificate, a key file without exactly one private key, or a key that does
+/// not match the leaf certificate.
+async fn tls_config(tls: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig> {
+    // rustls needs one process-wide crypto provider; ring is the one compiled in. An
+    // error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = crate::model_file::read_limited(&tls.cert, TLS_FILE_BYTES)?;
+    let key = crate::model_file::read_limited(&tls.key, TLS_FILE_BYTES)?;
+    if !String::from_utf8_lossy(&cert).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CliError::Data {
+            path: tls.cert.display().to_string(),
+            detail: "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into(),
+        });
+    }
+    axum_server::tls_rustls::RustlsConfig::from_pem(cert, key).await.map_err(|e| {
+        CliError::Usage(format!("cannot serve TLS with {} and {}: {e}", tls.cert.display(), tls.key.display()))
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::check_exposure;
+
+    #[test]
+    fn loopback_serves_as_asked_other_addresses_need_token_and_tls_or_opt_outs() {
+        let local = "127.0.0.1:8080".parse().unwrap();
+        let local6 = "[::1]:8080".parse().unwrap();
+        let any = "0.0.0.0:8080".parse().unwrap();
+        assert!(check_exposure(local, false, false, false, false).is_ok());
+        assert!(check_exposure(local6, false, false, false, false).is_ok());
+        let both = check_exposure(any, false, false, false, false).unwrap_err().to_string();
+        assert!(both.contains("--token-file") && both.contains("--tls-cert"), "{both}");
+        let no_tls = check_exposure(any, true, false, false, false).unwrap_err().to_string();
+        assert!(!no_tls.contains("--token-file") && no_tls.contains("--insecure-no-tls"), "{no_tls}");
+        let no_token = check_exposure(any, false, false, true, false).unwrap_err().to_string();
+        assert!(no_token.contains("--insecure-no-auth") && !no_token.contains("--tls-cert"), "{no_token}");
+        assert!(check_exposure(any, true, false, true, false).is_ok());
+        assert!(check_exposure(any, false, true, false, true).is_ok());
+        assert!(check_exposure(any, true, false, false, true).is_ok());
+    }
 }
