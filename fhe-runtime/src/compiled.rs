@@ -520,17 +520,26 @@ impl ClientSpec {
         self.check("encrypted outputs", &outputs.fingerprint)?;
         let secret = key.key.encryption_key();
         let total: usize = self.outputs.iter().sum();
+        let lwe_size = secret.lwe_dimension().to_lwe_size();
+        let modulus = self.parameter_set.set().params.ciphertext_modulus;
         outputs
             .samples
             .iter()
             .map(|(list, deltas)| {
-                if list.lwe_ciphertext_count().0 != total
-                    || deltas.len() != total
-                    || list.lwe_size() != secret.lwe_dimension().to_lwe_size()
-                {
+                // The answer comes from a server: its sizes are checked before tfhe-rs
+                // divides by them or asserts on them (an LWE size of 0 divided by zero).
+                if list.lwe_size() != lwe_size || list.ciphertext_modulus() != modulus {
+                    return Err(FheError::BadCiphertexts(format!(
+                        "output ciphertexts of LWE size {} and modulus {}; the parameters give {} and {modulus}",
+                        list.lwe_size().0,
+                        list.ciphertext_modulus(),
+                        lwe_size.0
+                    )));
+                }
+                if list.as_ref().len() != total.saturating_mul(lwe_size.0) || deltas.len() != total {
                     return Err(FheError::BadCiphertexts(format!(
                         "{} output ciphertexts, expected {total}",
-                        list.lwe_ciphertext_count().0
+                        list.as_ref().len() / lwe_size.0
                     )));
                 }
                 let mut values = list.iter().zip(deltas).map(|(ct, d)| {

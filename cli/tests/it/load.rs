@@ -94,6 +94,56 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> u16 {
     answer.split_whitespace().nth(1).unwrap_or("0").parse().unwrap()
 }
 
+/// An error answer: one line, short, and nothing of the server's insides (panic text, source
+/// locations, the server's folders, Rust paths of internal types).
+fn assert_clean(what: &str, message: &str, scratch: &str) {
+    assert!(message.ends_with('\n') && message.lines().count() == 1, "{what}: one line, got {message:?}");
+    assert!(message.len() <= 400, "{what}: {} bytes: {message}", message.len());
+    for internal in ["panicked", ".rs:", "RUST_BACKTRACE", scratch, "fheml_", "src/", "::"] {
+        assert!(!message.contains(internal), "{what}: `{internal}` in {message:?}");
+    }
+}
+
+/// `honest` (an envelope) with a few bytes of its payload edited, resealed with a valid
+/// length and checksum. Edits land past the fingerprint, mostly outside the runs of 64-bit
+/// coefficients (bincode marker 253 every 9 bytes), where lengths, sizes and seeds are.
+fn mutate_resealed(honest: &[u8], seed: u64) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut payload = honest[80..].to_vec();
+    let mut structural = Vec::new();
+    let mut i = 32;
+    while i < payload.len() {
+        let unit = payload[i] == 253 && (payload.get(i + 9) == Some(&253) || (i >= 9 && payload[i - 9] == 253));
+        if unit && i + 9 <= payload.len() {
+            i += 9;
+        } else {
+            structural.push(i);
+            i += 1;
+        }
+    }
+    for _ in 0..1 + next() % 3 {
+        let at = structural[next() as usize % structural.len()].min(payload.len() - 1);
+        match next() % 4 {
+            0 => payload[at] = next() as u8,
+            1 => payload[at] = 251 + (next() % 5) as u8,
+            2 => payload[at] = (next() % 4) as u8,
+            _ => payload.truncate(at),
+        }
+    }
+    let mut out = honest[..40].to_vec();
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
@@ -143,6 +193,22 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
         s(&sixteen),
         "--out",
         s(&query),
+    ]);
+
+    // An honest batch for the linear model too, to mutate.
+    let linear_keys = dir.path("linear-keys");
+    ok(&["keygen", "--model", s(&linear), "--out-dir", s(&linear_keys)]);
+    let linear_query = dir.path("lq.bin");
+    ok(&[
+        "encrypt",
+        "--model",
+        s(&linear),
+        "--key",
+        s(&linear_keys.join("client.key")),
+        "--data",
+        s(&sixteen),
+        "--out",
+        s(&linear_query),
     ]);
 
     let token_file = dir.path("token");
@@ -283,15 +349,38 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
             })
         })
         .collect();
+    let scratch = dir.path("");
+    let scratch = s(&scratch).trim_end_matches('/').to_string();
     let mut refused = 0;
     for round in 0..3 {
         for (what, path, token, body, expected) in &hostile {
             let (status, message) = post(&addr, path, *token, body);
             assert_eq!(status, *expected, "round {round}, {what}: {message}");
-            assert!(message.ends_with('\n') && message.lines().count() == 1, "{what}: one line, got {message:?}");
-            assert!(!message.contains("panicked"), "{what}: {message}");
+            assert_clean(what, &message, &scratch);
             refused += 1;
         }
+    }
+    // Mutated honest batches (structural bytes edited, envelope resealed with a valid
+    // checksum, so they reach the decoders): each is evaluated (200) or refused with a 4xx,
+    // never a 5xx, and no answer carries server internals.
+    let honest_linear = std::fs::read(&linear_query).unwrap();
+    let (mut mutated, mut evaluated) = (0, 0);
+    for (seed, (path, honest)) in
+        [("/models/linear/run".to_string(), &honest_linear), (unknown_key.clone(), &honest_query)]
+            .iter()
+            .cycle()
+            .take(80)
+            .enumerate()
+    {
+        let body = mutate_resealed(honest, seed as u64 + 1);
+        let (status, message) = post(&addr, path, token, &body);
+        assert!(status == 200 || (400..500).contains(&status), "mutated batch {seed} to {path}: {status} {message}");
+        if status == 200 {
+            evaluated += 1;
+        } else {
+            assert_clean("mutated batch", &message, &scratch);
+        }
+        mutated += 1;
     }
     let mut answers = 0;
     for handle in honest_threads {
@@ -331,6 +420,7 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
     let peak = peak_rss_kib(server.0.id());
     eprintln!(
         "load: {answers} honest answers (30 rows each) all equal to Clear, {refused} hostile requests all 4xx, \
+         {mutated} mutated batches 200 ({evaluated}) or 4xx, \
          server peak RSS {:.1} MiB (cap {} MiB), {:.1} s",
         peak as f64 / 1024.0,
         PEAK_RSS_CAP_KIB / 1024,
