@@ -20,7 +20,14 @@ Models:
 - `cnn.onnx`: 1x8x8 image -> Conv 3x3 pad 1 -> BatchNormalization -> Relu
   -> AveragePool 2x2 -> Flatten -> Gemm(transB=1, explicit alpha = beta = 1) -> Softmax
   -> 10 outputs.
-- `maxpool.onnx` (invalid: MaxPool), `residual.onnx` (invalid: an Add of two computed
+- `binary.onnx`: a single-logit binary classifier as torch exports it: 4 features -> Cast
+  (to float) -> Unsqueeze -> Squeeze -> Gemm(transB=1) -> Relu -> Gemm(transB=1) -> 1 output -> Sigmoid.
+- `flat_cnn.onnx`: the same CNN on a flat 64-feature row, reshaped to 1x8x8 before the Conv
+  (as exports of networks trained on flat tabular pixels come).
+- `maxpool.onnx`: 1x6x6 image -> Conv 3x3 -> Relu -> MaxPool 2x2 -> Flatten -> MatMul -> 3 outputs.
+- `transposed.onnx`: 5 features -> MatMul by `Transpose` of a stored [out, in] weight (as
+  `x @ W.T` exports without constant folding) -> Add -> Relu -> Gemm -> 2 outputs.
+- `unsupported.onnx` (invalid: Abs), `residual.onnx` (invalid: an Add of two computed
   tensors), `grouped_conv.onnx` (invalid: Conv with group=2). No JSON for these.
 """
 
@@ -144,7 +151,31 @@ def mlp():
     save(m, "mlp", xs)
 
 
-def cnn(name="cnn", group=1):
+def binary():
+    rng = np.random.default_rng(8)
+    n = lambda *shape: f32(rng.normal(size=shape) * 0.8)
+    inits = [init("W1", n(6, 4)), init("b1", n(6)), init("W2", n(1, 6)), init("b2", n(1)), i64("axis_1", [1])]
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xf"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["xf", "axis_1"], ["x3"], name="unsqueeze"),
+        helper.make_node("Squeeze", ["x3", "axis_1"], ["x2"], name="squeeze"),
+        helper.make_node("Gemm", ["x2", "W1", "b1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "W2", "b2"], ["logit"], name="fc2", transB=1),
+        helper.make_node("Sigmoid", ["logit"], ["p"], name="sigmoid"),
+    ]
+    m = model(
+        "fheml_binary",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, ["N", 1])],
+        inits,
+    )
+    xs = f32(np.random.default_rng(80).normal(size=(8, 4)) * 1.5)
+    save(m, "binary", xs)
+
+
+def cnn(name="cnn", group=1, flat_input=False):
     rng = np.random.default_rng(7)
     n = lambda *shape: f32(rng.normal(size=shape) * 0.5)
     channels = 4
@@ -159,7 +190,11 @@ def cnn(name="cnn", group=1):
         init("fc_b", n(10)),
     ]
     in_channels = 1 if group == 1 else 4
-    nodes = [
+    # `flat_input`: the features arrive as a flat row, reshaped to an image before the Conv.
+    reshape = [helper.make_node("Reshape", ["pixels", "image_shape"], ["image"], name="to_image")] if flat_input else []
+    if flat_input:
+        inits.append(i64("image_shape", [-1, 1, 8, 8]))
+    nodes = reshape + [
         helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=group),
         helper.make_node(
             "BatchNormalization", ["c1", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["n1"], name="bn1", epsilon=1e-5
@@ -174,7 +209,11 @@ def cnn(name="cnn", group=1):
     m = model(
         "fheml_" + name,
         nodes,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", in_channels, 8, 8])],
+        [
+            helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 64])
+            if flat_input
+            else helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", in_channels, 8, 8])
+        ],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])],
         inits,
     )
@@ -182,6 +221,8 @@ def cnn(name="cnn", group=1):
         save(m, name)
         return
     xs = f32(np.random.default_rng(70).uniform(0.0, 1.0, size=(4, 1, 8, 8)))
+    if flat_input:
+        xs = xs.reshape(4, 64)
     save(m, name, xs, output_activation="softmax")
 
 
@@ -190,7 +231,8 @@ def maxpool():
     inits = [init("conv_w", rng.normal(size=(2, 1, 3, 3))), init("fc_w", rng.normal(size=(8, 3)))]
     nodes = [
         helper.make_node("Conv", ["image", "conv_w"], ["c1"], name="conv1", kernel_shape=[3, 3]),
-        helper.make_node("MaxPool", ["c1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["a1"], name="relu1"),
+        helper.make_node("MaxPool", ["a1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["p1"], ["f1"], name="flatten1"),
         helper.make_node("MatMul", ["f1", "fc_w"], ["y"], name="fc"),
     ]
@@ -201,7 +243,48 @@ def maxpool():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
         inits,
     )
-    save(m, "maxpool")
+    xs = f32(np.random.default_rng(81).uniform(0.0, 1.0, size=(4, 1, 6, 6)))
+    save(m, "maxpool", xs)
+
+
+def transposed():
+    rng = np.random.default_rng(10)
+    n = lambda *shape: f32(rng.normal(size=shape) * 0.7)
+    inits = [init("W1_t", n(6, 5)), init("b1", n(6)), init("W2", n(6, 2)), init("b2", n(2))]
+    nodes = [
+        helper.make_node("Transpose", ["W1_t"], ["W1"], name="transpose_w1", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "W1"], ["h0"], name="fc1"),
+        helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1_bias"),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "W2", "b2"], ["y"], name="fc2"),
+    ]
+    m = model(
+        "fheml_transposed",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    xs = f32(np.random.default_rng(100).normal(size=(6, 5)))
+    save(m, "transposed", xs)
+
+
+def unsupported():
+    rng = np.random.default_rng(9)
+    inits = [init("W1", rng.normal(size=(4, 5))), init("W2", rng.normal(size=(5, 2)))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h1"], name="fc1"),
+        helper.make_node("Abs", ["h1"], ["a1"], name="abs1"),
+        helper.make_node("MatMul", ["a1", "W2"], ["y"], name="fc2"),
+    ]
+    m = model(
+        "fheml_unsupported",
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        inits,
+    )
+    save(m, "unsupported")
 
 
 def residual():
@@ -226,7 +309,11 @@ def residual():
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     mlp()
+    binary()
     cnn()
+    cnn("flat_cnn", flat_input=True)
     cnn("grouped_conv", group=2)
     maxpool()
+    transposed()
+    unsupported()
     residual()

@@ -816,6 +816,7 @@ fn run(cli: Cli) -> Result<()> {
             let settings = parse_settings(&settings)?;
             let options = model_file::OnnxImport { table: &table, task, n_bits, settings: &settings, config: &config };
             let mut saved = model_file::import_onnx(&onnx, &options)?;
+            warn_if_quantization_drifts(&saved, &table)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             say!(
@@ -957,6 +958,45 @@ fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
         let what = if saved.is_classifier() { "label flips" } else { "changed predictions" };
         say!(
             "vs Clear          {rate:.4} {what} per sample expected under encryption (simulated on the training rows)"
+        );
+    }
+    Ok(())
+}
+
+/// Post-training quantization can lose a network trained on raw (unstandardised) features:
+/// compares the quantized model with the float one on (up to 500 of) the calibration rows and
+/// warns, with the fix, when they part.
+fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -> Result<()> {
+    let rows = table.x.nrows().min(500);
+    if rows == 0 {
+        return Ok(());
+    }
+    let x = table.x.slice(ndarray::s![..rows, ..]);
+    let float = saved.float.predict(x)?;
+    let clear: Vec<f64> = saved.fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
+    let drift = if saved.is_classifier() {
+        let agree = float.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows as f64;
+        (agree < 0.98).then(|| {
+            format!(
+                "the quantized network predicts the float network's label on {:.1}% of the calibration rows",
+                100.0 * agree
+            )
+        })
+    } else {
+        let mean = float.iter().sum::<f64>() / rows as f64;
+        let spread = (float.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64).sqrt().max(1e-12);
+        let error = (float.iter().zip(&clear).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / rows as f64).sqrt();
+        (error > 0.1 * spread).then(|| {
+            format!(
+                "the quantized network is off the float one by {:.0}% of the predictions' spread",
+                100.0 * error / spread
+            )
+        })
+    };
+    if let Some(what) = drift {
+        eprintln!(
+            "warning: {what}; raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained \
+             on raw features of very different scales, standardise them inside the network before exporting"
         );
     }
     Ok(())

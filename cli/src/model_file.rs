@@ -226,10 +226,12 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
             }
             None => (0..network.n_outputs()).map(|i| i as f64).collect(),
         };
-        if classes.len() != network.n_outputs() {
+        // One output per class, or a single logit for two classes.
+        let single_logit = classes.len() == 2 && network.n_outputs() == 1;
+        if classes.len() != network.n_outputs() && !single_logit {
             let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
             return Err(CliError::Usage(format!(
-                "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed",
+                "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed (or one logit for two labels)",
                 classes.len(),
                 shown.join(", "),
                 if classes.len() > 10 { ", ..." } else { "" },

@@ -30,6 +30,9 @@ use crate::network::{Activation, Layer, Network};
 /// unit). Classifier logits keep their full integer resolution.
 pub const OUTPUT_RESOLUTION_BITS: u32 = 8;
 
+/// Widest input a table lookup can read (the circuit builder's limit).
+const MAX_TABLE_BITS: u32 = 16;
+
 /// Bit widths and rounding of the lowered network.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantSettings {
@@ -86,12 +89,19 @@ impl InputQuantization {
         })
     }
 
-    /// Per-feature quantizers for vector inputs, a shared one for image inputs.
+    /// Per-feature quantizers for vector inputs, a shared one for image inputs, including a
+    /// flat row that the network reshapes into an image for a convolution (a convolution's
+    /// weights apply to every pixel of a channel, so its pixels must share one scale).
     pub fn for_network(network: &Network, n_bits: u8, data: ArrayView2<f64>) -> Result<Self> {
         if data.ncols() != network.n_inputs() {
             return Err(NnError::FeatureCount { expected: network.n_inputs(), got: data.ncols() });
         }
-        if network.input_shape().len() > 1 {
+        let convolves_its_input = network
+            .layers()
+            .iter()
+            .take_while(|l| !matches!(l, Layer::Dense { .. }))
+            .any(|l| matches!(l, Layer::Conv2d { .. } | Layer::AvgPool2d { .. } | Layer::MaxPool2d { .. }));
+        if network.input_shape().len() > 1 || convolves_its_input {
             Self::calibrate_shared(n_bits, data)
         } else {
             Self::calibrate(n_bits, data)
@@ -338,6 +348,69 @@ impl Lowering<'_> {
         Ok(QTensor { node, logical: vec![c, oh, ow], scale, zero })
     }
 
+    /// Max pooling in integers: within a channel every element has one scale and zero
+    /// point, so the max of the integers is the integer of the max. Windows reduce pairwise,
+    /// `max(a, b) = a + relu(b - a)`: one lookup per comparison, `kh·kw - 1` per window.
+    fn max_pool2d(&mut self, x: QTensor, kernel: [usize; 2], stride: [usize; 2], layer: usize) -> Result<QTensor> {
+        let (c, h, w) = (x.logical[0], x.logical[1], x.logical[2]);
+        let (oh, ow) = ((h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1);
+        let in_scales = channel_scales(&x, "max_pool2d")?;
+        let mut zeros = vec![None; c];
+        for (e, z) in x.zero.iter().enumerate() {
+            if zeros[e % c].is_some_and(|v| v != *z) {
+                return Err(NnError::InvalidNetwork(format!(
+                    "layer {layer}: max_pool2d needs one zero point per channel, channel {} has several",
+                    e % c
+                )));
+            }
+            zeros[e % c] = Some(*z);
+        }
+        // One node per window position `(u, v)`, each `[oh, ow, c]` (channels last).
+        let mut operands = Vec::with_capacity(kernel[0] * kernel[1]);
+        for u in 0..kernel[0] {
+            for v in 0..kernel[1] {
+                let mut indices = Vec::with_capacity(oh * ow * c);
+                for i in 0..oh {
+                    for j in 0..ow {
+                        for ch in 0..c {
+                            indices.push(hwc(&x.logical, ch, i * stride[0] + u, j * stride[1] + v));
+                        }
+                    }
+                }
+                operands.push(self.b.gather(x.node, indices, &[oh * ow * c])?);
+            }
+        }
+        while operands.len() > 1 {
+            let mut next = Vec::with_capacity(operands.len().div_ceil(2));
+            for pair in operands.chunks(2) {
+                let &[a, b] = pair else {
+                    next.extend_from_slice(pair);
+                    continue;
+                };
+                let difference = self.b.sub(b, a)?;
+                let range = self.b.node_range(difference);
+                if range.span_bits().0 > MAX_TABLE_BITS {
+                    return Err(NnError::InvalidNetwork(format!(
+                        "layer {layer}: max_pool2d compares values of {} bits, a table reads at most {MAX_TABLE_BITS}",
+                        range.span_bits().0
+                    )));
+                }
+                let relu = Table::from_fn(range.lo, range.span_bits().0, |t| t.max(0));
+                let positive = self.b.lookup(difference, Lut::Single(relu))?;
+                next.push(self.b.add(a, positive)?);
+            }
+            operands = next;
+        }
+        let node = self.b.reshape(operands[0], &[oh, ow, c])?;
+        let n = oh * ow * c;
+        Ok(QTensor {
+            node,
+            logical: vec![c, oh, ow],
+            scale: (0..n).map(|e| in_scales[e % c]).collect(),
+            zero: (0..n).map(|e| zeros[e % c].unwrap_or(0)).collect(),
+        })
+    }
+
     fn affine(&mut self, mut x: QTensor, a: &ArrayD<f64>, b: &ArrayD<f64>, layer: usize) -> Result<QTensor> {
         let dim = IxDyn(&x.logical);
         let bad = || NnError::InvalidNetwork(format!("layer {layer}: constant does not broadcast to {:?}", x.logical));
@@ -407,6 +480,18 @@ impl Lowering<'_> {
             let picked = self.b.gather(x.node, elements.clone(), &[elements.len()])?;
             let source = if lsbs > 0 { self.b.round(picked, lsbs, self.settings.rounding)? } else { picked };
             let step = 2f64.powi(lsbs as i32);
+            let widest = self.b.element_ranges(source).iter().map(|r| r.span_bits().0).max().unwrap_or(1);
+            if widest > MAX_TABLE_BITS {
+                return Err(NnError::InvalidParameter {
+                    name: "accumulator_bits".into(),
+                    reason: format!(
+                        "layer {layer} ({}) reads accumulators of {widest} bits and a table lookup reads at most \
+                         {MAX_TABLE_BITS}; round them with accumulator_bits (e.g. accumulator_bits=6) or use fewer \
+                         w_bits, a_bits or n_bits",
+                        f.name()
+                    ),
+                });
+            }
             let tables = elements
                 .iter()
                 .zip(self.b.element_ranges(source))
@@ -519,6 +604,7 @@ pub fn lower(
             Layer::Dense { weight, bias } => lowering.dense(x, weight, bias)?,
             Layer::Conv2d { weight, bias, stride, padding } => lowering.conv2d(x, weight, bias, *stride, *padding)?,
             Layer::AvgPool2d { kernel, stride } => lowering.avg_pool2d(x, *kernel, *stride)?,
+            Layer::MaxPool2d { kernel, stride } => lowering.max_pool2d(x, *kernel, *stride, i)?,
             Layer::Affine { scale, shift } => lowering.affine(x, scale, shift, i)?,
             Layer::Activation(Activation::Identity) => x,
             Layer::Activation(f) => lowering.activation(x, *f, activation_ranges.get(i).copied().flatten(), i)?,

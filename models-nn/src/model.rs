@@ -8,7 +8,7 @@ use fheml_quant::{PerFeatureQuantizer, QuantizerConfig};
 
 use crate::error::{NnError, Result};
 use crate::lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
-use crate::network::Network;
+use crate::network::{Activation, Layer, Network};
 use crate::params::{NnTask, ValidMlpParams};
 use crate::train::{EpochReport, IntegerInputs, Targets, TrainingSetup, train};
 
@@ -53,6 +53,16 @@ fn mean_std(column: ArrayView1<f64>) -> (f64, f64) {
     let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     let std = var.sqrt();
     (mean, if std > 1e-12 { std } else { 1.0 })
+}
+
+/// `network` without its last layer if that is a Sigmoid activation.
+fn without_final_sigmoid(network: Network) -> Result<Network> {
+    match network.layers().split_last() {
+        Some((Layer::Activation(Activation::Sigmoid), rest)) => {
+            Network::new(network.input_shape().to_vec(), rest.to_vec())
+        }
+        _ => Ok(network),
+    }
 }
 
 impl ValidMlpParams {
@@ -170,22 +180,28 @@ impl NnModel {
         if calibration.nrows() == 0 {
             return Err(NnError::Data("no calibration rows".into()));
         }
-        let input = InputQuantization::for_network(&network, n_bits, calibration)?;
-        let rows: Vec<Vec<f64>> = calibration.rows().into_iter().map(|r| r.to_vec()).collect();
-        let activation_ranges = calibrate_activations(&network, &rows)?;
-        let post = match &task {
+        let (network, post) = match &task {
+            // A single-logit binary classifier (torch's usual export): the second class wins
+            // when the logit is positive. A final Sigmoid only maps the logit to its
+            // probability, which the client computes after decryption: it leaves the circuit.
+            Task::Classification { classes } if classes.len() == 2 && network.n_outputs() == 1 => {
+                (without_final_sigmoid(network)?, PostProcessing::Sigmoid)
+            }
             Task::Classification { classes } => {
                 if classes.len() != network.n_outputs() {
                     return Err(NnError::Data(format!(
-                        "{} class labels for {} network outputs",
+                        "{} class labels for {} network outputs (one output per class, or one logit for two classes)",
                         classes.len(),
                         network.n_outputs()
                     )));
                 }
-                PostProcessing::Softmax
+                (network, PostProcessing::Softmax)
             }
-            Task::Regression => PostProcessing::Identity,
+            Task::Regression => (network, PostProcessing::Identity),
         };
+        let input = InputQuantization::for_network(&network, n_bits, calibration)?;
+        let rows: Vec<Vec<f64>> = calibration.rows().into_iter().map(|r| r.to_vec()).collect();
+        let activation_ranges = calibrate_activations(&network, &rows)?;
         Ok(Self {
             network,
             standardizer: None,

@@ -145,6 +145,14 @@ pub enum Layer {
     Activation(Activation),
     /// Same elements in row-major order, new shape (ONNX `Flatten` and `Reshape`).
     Reshape(Vec<usize>),
+    /// Max pooling of a `[C, H, W]` tensor over `kernel` windows (no padding). Under
+    /// encryption each window costs `kh·kw - 1` lookups: `max(a, b) = a + relu(b - a)`.
+    MaxPool2d {
+        /// `[kernel_h, kernel_w]`.
+        kernel: [usize; 2],
+        /// `[stride_h, stride_w]`.
+        stride: [usize; 2],
+    },
 }
 
 impl Layer {
@@ -154,6 +162,7 @@ impl Layer {
             Layer::Dense { .. } => "dense",
             Layer::Conv2d { .. } => "conv2d",
             Layer::AvgPool2d { .. } => "avg_pool2d",
+            Layer::MaxPool2d { .. } => "max_pool2d",
             Layer::Affine { .. } => "affine",
             Layer::Activation(_) => "activation",
             Layer::Reshape(_) => "reshape",
@@ -192,7 +201,7 @@ impl Layer {
                 }
                 Ok(vec![oc, (ph - kh) / stride[0] + 1, (pw - kw) / stride[1] + 1])
             }
-            Layer::AvgPool2d { kernel, stride } => {
+            Layer::AvgPool2d { kernel, stride } | Layer::MaxPool2d { kernel, stride } => {
                 let &[c, h, w] = shape else {
                     return Err(format!("expects a [channels, height, width] tensor, got shape {shape:?}"));
                 };
@@ -230,7 +239,12 @@ impl Layer {
                 v.map(|y| y.into_dyn()).unwrap_or_else(|_| x.clone())
             }
             Layer::Conv2d { weight, bias, stride, padding } => conv2d(x, weight, bias, *stride, *padding),
-            Layer::AvgPool2d { kernel, stride } => avg_pool2d(x, *kernel, *stride),
+            Layer::AvgPool2d { kernel, stride } => {
+                pool2d(x, *kernel, *stride, |window| window.iter().sum::<f64>() / window.len() as f64)
+            }
+            Layer::MaxPool2d { kernel, stride } => {
+                pool2d(x, *kernel, *stride, |window| window.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            }
             Layer::Affine { scale, shift } => {
                 let mut y = x.clone();
                 if let (Some(a), Some(b)) = (scale.broadcast(x.raw_dim()), shift.broadcast(x.raw_dim())) {
@@ -281,22 +295,23 @@ fn conv2d(x: &ArrayD<f64>, w: &Array4<f64>, b: &Array1<f64>, stride: [usize; 2],
     y
 }
 
-fn avg_pool2d(x: &ArrayD<f64>, kernel: [usize; 2], stride: [usize; 2]) -> ArrayD<f64> {
+/// Pools every `kernel` window of a `[C, H, W]` image with `reduce`.
+fn pool2d(x: &ArrayD<f64>, kernel: [usize; 2], stride: [usize; 2], reduce: impl Fn(&[f64]) -> f64) -> ArrayD<f64> {
     let shape = x.shape();
     let (c, h, w) = (shape[0], shape[1], shape[2]);
     let (oh, ow) = ((h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1);
-    let area = (kernel[0] * kernel[1]) as f64;
     let mut y = ArrayD::zeros(IxDyn(&[c, oh, ow]));
+    let mut window = Vec::with_capacity(kernel[0] * kernel[1]);
     for ch in 0..c {
         for i in 0..oh {
             for j in 0..ow {
-                let mut acc = 0.0;
+                window.clear();
                 for u in 0..kernel[0] {
                     for v in 0..kernel[1] {
-                        acc += x[[ch, i * stride[0] + u, j * stride[1] + v]];
+                        window.push(x[[ch, i * stride[0] + u, j * stride[1] + v]]);
                     }
                 }
-                y[[ch, i, j]] = acc / area;
+                y[[ch, i, j]] = reduce(&window);
             }
         }
     }

@@ -20,18 +20,20 @@
 //! | `Gemm` (any `alpha`, `beta`, `transB`; `transA = 0`), `MatMul` by a constant 2-D right operand, `MatMul` + `Add` | [`Layer::Dense`] |
 //! | `Conv` (2-D, `group = 1`, dilation 1, explicit pads, `auto_pad` `NOTSET`/`VALID`) | [`Layer::Conv2d`] |
 //! | `AveragePool` (2-D, no padding, dilation 1), `GlobalAveragePool` | [`Layer::AvgPool2d`] |
+//! | `MaxPool` (2-D, no padding, dilation 1; `kh·kw - 1` lookups per window) | [`Layer::MaxPool2d`] |
 //! | `BatchNormalization` (inference form) | [`Layer::Affine`], per channel (`[C, 1, 1]` on images) |
 //! | `Add`, `Sub`, `Mul`, `Div` with one constant operand (`constant / x` excepted) | [`Layer::Affine`] |
 //! | `Relu`, `Sigmoid`, `Tanh`, `LeakyRelu`, `Elu`, `Softplus` | [`Layer::Activation`] |
-//! | `Flatten`, `Reshape` (constant shape, batch axis kept) | [`Layer::Reshape`] |
-//! | `Identity`, `Dropout` | nothing (inference no-ops) |
+//! | `Flatten`, `Reshape` (constant shape), `Squeeze`, `Unsqueeze` (constant axes); batch axis kept | [`Layer::Reshape`] |
+//! | `Identity`, `Dropout`, `Cast` to float32/float64 | nothing (inference no-ops) |
+//! | `Transpose` of a constant (`x @ W.T` exported without constant folding) | folded into the constant |
 //! | `Softmax`, `LogSoftmax` over the features, as the last operator only | nothing: reported in [`ImportedOnnx::output_activation`] |
 //!
-//! Anything else (`MaxPool`, `Concat`, `Transpose`, `Shape`, custom domains, ...) is an
+//! Anything else (`Concat`, `Transpose` of a computed tensor, `Shape`, custom domains, ...) is an
 //! [`NnError::UnsupportedOp`] naming the operator, the node and the reason; an unreadable
 //! file is an [`NnError::Onnx`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use ndarray::{Array1, Array2, Array4, ArrayD, IxDyn};
@@ -59,12 +61,16 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Softplus",
     "Flatten",
     "Reshape",
+    "Squeeze",
+    "Unsqueeze",
     "Conv",
     "AveragePool",
+    "MaxPool",
     "GlobalAveragePool",
     "BatchNormalization",
     "Identity",
     "Dropout",
+    "Cast",
     "Softmax",
     "LogSoftmax",
     "Constant",
@@ -288,6 +294,41 @@ fn constant(arg: &Argument) -> Option<(Vec<usize>, Vec<f64>)> {
     Some((data.shape().to_vec(), values))
 }
 
+/// Constants computed by operators onnx-ir leaves unfolded, by output name.
+type Folded = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+fn constant_or_folded(arg: &Argument, folded: &Folded) -> Option<(Vec<usize>, Vec<f64>)> {
+    constant(arg).or_else(|| folded.get(&arg.name).cloned())
+}
+
+/// Evaluates `node` when it is a `Transpose` of a constant (a stored `[out, in]` weight
+/// that `x @ W.T` exports without constant folding, which onnx-ir keeps as a node): its
+/// output name and value.
+fn fold_constant(node: &Node, folded: &Folded) -> Conv<Option<(String, (Vec<usize>, Vec<f64>))>> {
+    let Node::Transpose(n) = node else { return Ok(None) };
+    let (Some(input), Some(output)) = (n.inputs.first(), n.outputs.first()) else { return Ok(None) };
+    let Some((shape, values)) = constant_or_folded(input, folded) else { return Ok(None) };
+    let rank = shape.len();
+    let perm: Vec<usize> = if n.config.perm.is_empty() {
+        (0..rank).rev().collect()
+    } else {
+        n.config.perm.iter().map(|&p| usize::try_from(p).unwrap_or(usize::MAX)).collect()
+    };
+    let mut sorted = perm.clone();
+    sorted.sort_unstable();
+    if sorted != (0..rank).collect::<Vec<_>>() {
+        return Err(Fail::Invalid(format!(
+            "Transpose `{}`: perm {:?} is not a permutation of the {rank} axes",
+            n.name, n.config.perm
+        )));
+    }
+    let array = ArrayD::from_shape_vec(IxDyn(&shape), values)
+        .map_err(|e| Fail::Invalid(format!("Transpose `{}`: {e}", n.name)))?;
+    let transposed = array.permuted_axes(IxDyn(&perm));
+    let out_shape = transposed.shape().to_vec();
+    Ok(Some((output.name.clone(), (out_shape, transposed.iter().copied().collect()))))
+}
+
 fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
     let [input] = graph.inputs.as_slice() else {
         return Err(Fail::Invalid(format!("onnx-ir sees {} graph inputs, expected one", graph.inputs.len())));
@@ -320,8 +361,13 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
     };
     let mut current = input.name.clone();
     let mut output_activation = OutputActivation::None;
+    let mut folded = Folded::new();
     for node in &graph.nodes {
         if matches!(node, Node::Constant(_)) {
+            continue;
+        }
+        if let Some((output, value)) = fold_constant(node, &folded)? {
+            folded.insert(output, value);
             continue;
         }
         let (op, name) = st.origin(node);
@@ -329,7 +375,9 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
         if output_activation != OutputActivation::None {
             return Err(unsupported("follows the final Softmax/LogSoftmax".into()));
         }
-        let computed: Vec<usize> = (0..node.inputs().len()).filter(|&i| node.inputs()[i].is_dynamic()).collect();
+        let computed: Vec<usize> = (0..node.inputs().len())
+            .filter(|&i| node.inputs()[i].is_dynamic() && !folded.contains_key(&node.inputs()[i].name))
+            .collect();
         let &[x] = computed.as_slice() else {
             return Err(unsupported(format!(
                 "{} computed inputs after onnx-ir's constant folding; only chains of operators with one computed \
@@ -344,7 +392,7 @@ fn convert(graph: &OnnxGraph, chain: &[RawStep]) -> Conv<ImportedOnnx> {
             )));
         }
         let before = st.layers.len();
-        if let Some(activation) = convert_node(node, x, &mut st, &unsupported)? {
+        if let Some(activation) = convert_node(node, x, &mut st, &folded, &unsupported)? {
             output_activation = activation;
         }
         for layer in &st.layers[before..] {
@@ -375,12 +423,14 @@ fn convert_node(
     node: &Node,
     x: usize,
     st: &mut State<'_>,
+    folded: &Folded,
     unsupported: &dyn Fn(String) -> Fail,
 ) -> Conv<Option<OutputActivation>> {
     let inputs = node.inputs();
     let need_constant = |i: usize, what: &str| -> Conv<(Vec<usize>, Vec<f64>)> {
         let arg = inputs.get(i).ok_or_else(|| unsupported(format!("missing {what}")))?;
-        constant(arg).ok_or_else(|| unsupported(format!("the {what} must be a constant (initializer)")))
+        constant_or_folded(arg, folded)
+            .ok_or_else(|| unsupported(format!("the {what} must be a constant (initializer)")))
     };
     let optional_constant = |i: usize, what: &str| -> Conv<Option<(Vec<usize>, Vec<f64>)>> {
         match inputs.get(i) {
@@ -475,6 +525,15 @@ fn convert_node(
         Node::Elu(n) => activation(Activation::Elu { alpha: n.config.alpha }),
         Node::Softplus(_) => activation(Activation::Softplus),
         Node::Identity(_) | Node::Dropout(_) => return Ok(None),
+        // Exporters cast the features to the network's float type; the importer computes in
+        // f64, so a cast to another type would change values it cannot reproduce.
+        Node::Cast(n) if matches!(n.config.to, onnx_ir::DType::F32 | onnx_ir::DType::F64) => return Ok(None),
+        Node::Cast(n) => {
+            return Err(unsupported(format!(
+                "cast to {:?}: only casts to float32 or float64 are supported",
+                n.config.to
+            )));
+        }
         Node::Flatten(n) => {
             let axis = n.config.axis;
             if axis == 0 {
@@ -489,6 +548,23 @@ fn convert_node(
             }
             Layer::Reshape(vec![st.shape.iter().product()])
         }
+        Node::Squeeze(n) => match &n.config.axes {
+            None => Layer::Reshape(st.shape.iter().copied().filter(|&d| d != 1).collect()),
+            Some(onnx_ir::node::squeeze::SqueezeInput::Static(axes)) => {
+                Layer::Reshape(squeeze_shape(&st.shape, axes).map_err(unsupported)?)
+            }
+            Some(onnx_ir::node::squeeze::SqueezeInput::Runtime(_)) => {
+                return Err(unsupported("the axes must be a constant".into()));
+            }
+        },
+        Node::Unsqueeze(n) => match &n.config {
+            onnx_ir::node::unsqueeze::UnsqueezeConfig::Static(axes) => {
+                Layer::Reshape(unsqueeze_shape(&st.shape, axes).map_err(unsupported)?)
+            }
+            onnx_ir::node::unsqueeze::UnsqueezeConfig::Runtime(_) => {
+                return Err(unsupported("the axes must be a constant".into()));
+            }
+        },
         Node::Reshape(n) => match &n.config.shape {
             onnx_ir::node::reshape::ReshapeInput::Static(target) => {
                 Layer::Reshape(reshape_target(target, &st.shape, st.batch).map_err(unsupported)?)
@@ -536,6 +612,28 @@ fn convert_node(
                 }
             }
             Layer::AvgPool2d { kernel: c.kernel_size, stride: c.strides }
+        }
+        Node::MaxPool2d(n) => {
+            let c = &n.config;
+            check_auto_pad(&c.auto_pad, unsupported)?;
+            if c.padding != PaddingConfig2d::Valid && c.padding.as_tuple() != (0, 0, 0, 0) {
+                return Err(unsupported(format!("padding {}: only unpadded pooling is supported", c.padding)));
+            }
+            if c.dilation != [1, 1] {
+                return Err(unsupported(format!("dilations {:?}: only 1 is supported", c.dilation)));
+            }
+            if n.outputs.len() > 1 {
+                return Err(unsupported("the Indices output is not supported".into()));
+            }
+            if c.ceil_mode && st.shape.len() == 3 {
+                let exact = |len: usize, k: usize, s: usize| len >= k && s > 0 && (len - k).is_multiple_of(s);
+                if !(exact(st.shape[1], c.kernel_size[0], c.strides[0])
+                    && exact(st.shape[2], c.kernel_size[1], c.strides[1]))
+                {
+                    return Err(unsupported("ceil_mode = 1 with partial windows is not supported".into()));
+                }
+            }
+            Layer::MaxPool2d { kernel: c.kernel_size, stride: c.strides }
         }
         Node::GlobalAveragePool(_) => {
             let &[_, h, w] = st.shape.as_slice() else {
@@ -641,6 +739,39 @@ fn per_sample_constant(
 
 /// The per-sample shape of a `Reshape` to `target` (with its batch axis) of a
 /// `[batch, shape..]` tensor; `batch` is the graph's batch size where it is fixed.
+/// The per-sample shape after ONNX `Squeeze` of `axes` (of the batched tensor) from a
+/// `[batch, shape..]` tensor; the batch axis stays.
+fn squeeze_shape(shape: &[usize], axes: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let rank = shape.len() as i64 + 1;
+    let mut drop = Vec::new();
+    for &a in axes {
+        let axis = if a < 0 { a + rank } else { a };
+        if axis <= 0 || axis >= rank {
+            return Err(format!("axis {a} of a rank-{rank} tensor: the batch axis stays and others must exist"));
+        }
+        if shape[axis as usize - 1] != 1 {
+            return Err(format!("axis {a} has size {}, not 1", shape[axis as usize - 1]));
+        }
+        drop.push(axis as usize - 1);
+    }
+    Ok(shape.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| *d).collect())
+}
+
+/// The per-sample shape after ONNX `Unsqueeze` at `axes` (of the batched output).
+fn unsqueeze_shape(shape: &[usize], axes: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let rank = (shape.len() + axes.len()) as i64 + 1;
+    let mut inserted = Vec::new();
+    for &a in axes {
+        let axis = if a < 0 { a + rank } else { a };
+        if axis <= 0 || axis >= rank || inserted.contains(&(axis as usize)) {
+            return Err(format!("axis {a} of the rank-{rank} output: the batch axis stays and axes are distinct"));
+        }
+        inserted.push(axis as usize);
+    }
+    let mut rest = shape.iter();
+    Ok((1..rank as usize).map(|i| if inserted.contains(&i) { 1 } else { rest.next().copied().unwrap_or(1) }).collect())
+}
+
 fn reshape_target(target: &[i64], shape: &[usize], batch: Option<usize>) -> std::result::Result<Vec<usize>, String> {
     let total: usize = shape.iter().product();
     let Some((&first, rest)) = target.split_first() else {
@@ -685,6 +816,18 @@ fn reshape_target(target: &[i64], shape: &[usize], batch: Option<usize>) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn squeeze_and_unsqueeze_keep_the_batch_axis() {
+        assert_eq!(squeeze_shape(&[1, 8, 1], &[1]), Ok(vec![8, 1]));
+        assert_eq!(squeeze_shape(&[1, 8, 1], &[-1, 1]), Ok(vec![8]));
+        assert!(squeeze_shape(&[1, 8], &[0]).is_err(), "the batch axis");
+        assert!(squeeze_shape(&[1, 8], &[2]).is_err(), "size 8");
+        assert_eq!(unsqueeze_shape(&[8], &[1]), Ok(vec![1, 8]));
+        assert_eq!(unsqueeze_shape(&[8], &[-1]), Ok(vec![8, 1]));
+        assert_eq!(unsqueeze_shape(&[8, 8], &[1, 3]), Ok(vec![1, 8, 1, 8]));
+        assert!(unsqueeze_shape(&[8], &[0]).is_err(), "the batch axis");
+    }
 
     #[test]
     fn reshape_targets_keep_the_batch_axis() {

@@ -316,6 +316,40 @@ impl TreeEnsemble {
     }
 }
 
+impl TreeEnsemble {
+    /// A vote-counting classifier: every leaf adds 1 to its class, the most voted class
+    /// wins (`x <= threshold` goes left, compared in `f64`, as scikit-learn and smartcore).
+    pub(crate) fn votes(trees: Vec<Tree>, n_features: usize, classes: Vec<f64>) -> Self {
+        Self {
+            trees,
+            n_features,
+            n_outputs: classes.len(),
+            rule: SplitRule::LessOrEqual,
+            precision: Precision::F64,
+            base_score: vec![0.0; classes.len()],
+            scale: 1.0,
+            post: PostProcessing::Argmax,
+            task: Task::Classification { classes },
+        }
+    }
+
+    /// A regressor predicting the mean of its trees' leaf values.
+    pub(crate) fn mean(trees: Vec<Tree>, n_features: usize) -> Self {
+        let scale = 1.0 / trees.len().max(1) as f64;
+        Self {
+            trees,
+            n_features,
+            n_outputs: 1,
+            rule: SplitRule::LessOrEqual,
+            precision: Precision::F64,
+            base_score: vec![0.0],
+            scale,
+            post: PostProcessing::Identity,
+            task: Task::Regression,
+        }
+    }
+}
+
 /// Refuses NaN and infinite values, naming the first.
 pub(crate) fn check_finite(x: ArrayView2<f64>) -> Result<()> {
     match x.indexed_iter().find(|(_, v)| !v.is_finite()) {

@@ -1,7 +1,8 @@
 //! Decision trees, random forests and gradient-boosted trees in FHE.
 //!
-//! Fit with smartcore (trees, forests) or hessboost (boosting), or import an XGBoost JSON
-//! model ([`TreeModel::from_xgboost_json`]) or a smartcore model
+//! Fit trees and forests with fheml's CART ([`cart`], scikit-learn's algorithm: every
+//! threshold, Gini/entropy/squared error, bootstrap forests) and boosting with hessboost,
+//! or import an XGBoost JSON model ([`TreeModel::from_xgboost_json`]) or a smartcore model
 //! ([`TreeModel::from_smartcore`]); every model is read into one neutral
 //! [`TreeEnsemble`]. [`TreeModel::compile`] quantizes it ([`QuantizedEnsemble`]: unsigned
 //! per-feature inputs, integer thresholds that reproduce every float decision on the
@@ -30,6 +31,7 @@
 //! ```
 
 mod boosting;
+pub mod cart;
 mod ensemble;
 mod error;
 pub mod lower;
@@ -39,6 +41,7 @@ mod quantize;
 mod smartcore_io;
 mod xgboost;
 
+pub use cart::{MaxFeatures, SplitCriterion};
 pub use ensemble::{LeafPath, Precision, SplitRule, Tree, TreeEnsemble, TreeNode};
 pub use error::{Result, TreeError};
 pub use lower::LoweringSummary;
@@ -47,7 +50,7 @@ pub use model::{
     GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor, TreeModel, XGBClassifier, XGBRegressor,
     decode_outputs, predict_clear,
 };
-pub use params::{MAX_INPUT_BITS, TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
+pub use params::{MAX_INPUT_BITS, TaskKind, TreeModelKind, TreeParams, ValidTreeParams, Voting};
 pub use quantize::{LeafQuantization, QuantizedEnsemble, QuantizedNode, QuantizedTree};
 pub use smartcore_io::ensemble_from_smartcore;
 pub use xgboost::ensemble_from_xgboost_json;

@@ -12,7 +12,7 @@ use crate::error::{Result, TreeError};
 use crate::lower::{LoweringSummary, lower};
 use crate::params::{TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
 use crate::quantize::QuantizedEnsemble;
-use crate::{boosting, smartcore_io, xgboost};
+use crate::{boosting, cart, smartcore_io, xgboost};
 
 /// How [`TreeModel::compile`] quantizes and lowers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,9 +36,40 @@ pub struct CompiledTrees {
     pub summary: LoweringSummary,
 }
 
+/// The serialized layout of a [`TreeModel`], written first so that a model saved by an
+/// older fheml fails to load with a message rather than as garbage.
+///
+/// Layouts before this marker started directly with the hyperparameters, whose first
+/// field (the model kind) encodes as 0, 1 or 2; the marker's values start far above them.
+/// History: 1001, the CART learner (`criterion`, `max_features` as all/sqrt/log2/count,
+/// `voting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct TreeModelLayout(u32);
+
+impl TreeModelLayout {
+    const CURRENT: Self = Self(1001);
+}
+
+impl<'de> Deserialize<'de> for TreeModelLayout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let found = u32::deserialize(deserializer)?;
+        let current = Self::CURRENT.0;
+        if found == current {
+            return Ok(Self(found));
+        }
+        let detail = if found < 1000 {
+            "this tree model was saved by an fheml older than its CART learner".to_string()
+        } else {
+            format!("this tree model has layout {found}, this build reads layout {current}")
+        };
+        Err(serde::de::Error::custom(format!("{detail}; train or import it again with this version")))
+    }
+}
+
 /// A tree, forest or boosted ensemble with its hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeModel {
+    layout: TreeModelLayout,
     params: ValidTreeParams,
     ensemble: TreeEnsemble,
 }
@@ -65,7 +96,8 @@ impl ValidTreeParams {
 }
 
 impl TreeModel {
-    /// Fits on `x` and `y`: smartcore for trees and forests, hessboost for boosting.
+    /// Fits on `x` and `y`: fheml's CART (scikit-learn's algorithm) for trees and forests,
+    /// hessboost for boosting.
     pub fn fit(params: &ValidTreeParams, x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self> {
         check_xy(x, y)?;
         let p = params.get();
@@ -94,10 +126,10 @@ impl TreeModel {
         let on_grid = quantizer.dequantize(quantizer.quantize(x)?.values.view())?;
         let x = on_grid.view();
         let ensemble = match p.kind {
-            TreeModelKind::Tree | TreeModelKind::Forest => smartcore_io::fit(params, x, &targets, classes)?,
+            TreeModelKind::Tree | TreeModelKind::Forest => cart::fit_ensemble(params, x, &targets, classes)?,
             TreeModelKind::Gbdt => boosting::fit(params, x, &targets, classes)?,
         };
-        Ok(Self { params: params.clone(), ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params: params.clone(), ensemble })
     }
 
     /// Wraps an ensemble built or read elsewhere (validated).
@@ -114,7 +146,7 @@ impl TreeModel {
                 params.get().task.name()
             )));
         }
-        Ok(Self { params, ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params, ensemble })
     }
 
     fn imported(kind: TreeModelKind, ensemble: TreeEnsemble) -> Result<Self> {
@@ -127,7 +159,7 @@ impl TreeModel {
             .max_depth(ensemble.max_depth().clamp(1, 32))
             .n_estimators(n_estimators)
             .check()?;
-        Ok(Self { params, ensemble })
+        Ok(Self { layout: TreeModelLayout::CURRENT, params, ensemble })
     }
 
     /// Imports an XGBoost model saved with `save_model("model.json")`, given as JSON text.
@@ -298,25 +330,25 @@ macro_rules! named_model {
 }
 
 named_model!(
-    /// A decision tree classifier (smartcore, `x <= t` splits, leaves vote for one class).
+    /// A decision tree classifier (CART as scikit-learn, `x <= t` splits, leaves vote for one class).
     DecisionTreeClassifier,
     TreeModelKind::Tree,
     TaskKind::Classification
 );
 named_model!(
-    /// A decision tree regressor (smartcore).
+    /// A decision tree regressor (CART, as scikit-learn).
     DecisionTreeRegressor,
     TreeModelKind::Tree,
     TaskKind::Regression
 );
 named_model!(
-    /// A random forest classifier (smartcore; prediction by vote counting).
+    /// A random forest classifier (CART trees on bootstrap samples; prediction by vote counting).
     RandomForestClassifier,
     TreeModelKind::Forest,
     TaskKind::Classification
 );
 named_model!(
-    /// A random forest regressor (smartcore; the mean of the trees).
+    /// A random forest regressor (CART trees on bootstrap samples; the mean of the trees).
     RandomForestRegressor,
     TreeModelKind::Forest,
     TaskKind::Regression
@@ -340,3 +372,41 @@ named_model!(
 pub type XGBClassifier = GradientBoostingClassifier;
 /// Concrete ML's name for [`GradientBoostingRegressor`].
 pub type XGBRegressor = GradientBoostingRegressor;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn small_model() -> TreeModel {
+        let x = Array2::from_shape_fn((40, 2), |(i, j)| ((i * 7 + j * 5) % 13) as f64);
+        let y: Array1<f64> = x.rows().into_iter().map(|r| f64::from(r[0] > r[1])).collect();
+        DecisionTreeClassifier::params().max_depth(3).check().unwrap().fit(x.view(), y.view()).unwrap()
+    }
+
+    #[test]
+    fn saved_models_round_trip_and_name_their_layout() {
+        let model = small_model();
+        let mut value = serde_json::to_value(&model).unwrap();
+        assert_eq!(value["layout"], serde_json::json!(TreeModelLayout::CURRENT.0));
+        assert_eq!(serde_json::from_value::<TreeModel>(value.clone()).unwrap(), model);
+
+        // A file from before the marker starts with the model kind (0, 1 or 2).
+        value["layout"] = serde_json::json!(2);
+        let err = serde_json::from_value::<TreeModel>(value.clone()).unwrap_err().to_string();
+        assert!(err.contains("older than its CART learner") && err.contains("train or import it again"), "{err}");
+        // The same in the model file's encoding (bincode), where the old layout was the
+        // bare (params, ensemble) pair: its first byte, the model kind, reads as layout 0.
+        let config = bincode::config::standard();
+        let old = bincode::serde::encode_to_vec((&model.params, &model.ensemble), config).unwrap();
+        let err = bincode::serde::decode_from_slice::<TreeModel, _>(&old, config).unwrap_err().to_string();
+        assert!(err.contains("older than its CART learner"), "{err}");
+        let new = bincode::serde::encode_to_vec(&model, config).unwrap();
+        assert_eq!(bincode::serde::decode_from_slice::<TreeModel, _>(&new, config).unwrap().0, model);
+
+        value["layout"] = serde_json::json!(1999);
+        let err = serde_json::from_value::<TreeModel>(value).unwrap_err().to_string();
+        assert!(err.contains("layout 1999") && err.contains("reads layout 1001"), "{err}");
+    }
+}

@@ -2,14 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cart::{MaxFeatures, SplitCriterion};
 use crate::error::{Result, TreeError};
 
 /// The tree family, by command-line name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TreeModelKind {
-    /// One decision tree (smartcore), `tree`.
+    /// One decision tree (fheml's CART, scikit-learn's algorithm), `tree`.
     Tree,
-    /// A random forest (smartcore), `forest`.
+    /// A random forest of CART trees on bootstrap samples, `forest`.
     Forest,
     /// Gradient-boosted trees (hessboost, or imported XGBoost JSON), `gbdt`.
     Gbdt,
@@ -44,13 +45,23 @@ impl TreeModelKind {
     /// The hyperparameters [`TreeParams::set`] accepts for this kind.
     pub fn option_names(self) -> &'static [&'static str] {
         match self {
-            Self::Tree => {
-                &["max_depth", "min_samples_split", "min_samples_leaf", "seed", "n_bits", "leaf_bits", "sum_in_fhe"]
-            }
+            Self::Tree => &[
+                "max_depth",
+                "criterion",
+                "max_features",
+                "min_samples_split",
+                "min_samples_leaf",
+                "seed",
+                "n_bits",
+                "leaf_bits",
+                "sum_in_fhe",
+            ],
             Self::Forest => &[
                 "max_depth",
                 "n_estimators",
+                "criterion",
                 "max_features",
+                "voting",
                 "min_samples_split",
                 "min_samples_leaf",
                 "seed",
@@ -69,6 +80,27 @@ impl TreeModelKind {
                 "leaf_bits",
                 "sum_in_fhe",
             ],
+        }
+    }
+}
+
+/// How a forest classifier combines its trees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Voting {
+    /// Each tree votes for its leaf's heaviest class; one bootstrap per leaf at most.
+    Hard,
+    /// The trees' leaf class fractions are averaged, as scikit-learn's `predict_proba`.
+    /// Leaves feed one output each, so a tree becomes one tree per class it holds: about
+    /// as many more bootstraps as a leaf holds classes.
+    Soft,
+}
+
+impl Voting {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hard => "hard",
+            Self::Soft => "soft",
         }
     }
 }
@@ -120,8 +152,15 @@ pub struct TreeParams {
     pub lambda: f64,
     /// Minimum hessian sum in a boosted child (XGBoost's `min_child_weight`).
     pub min_child_weight: f64,
-    /// Features tried per split in a forest (`None`: smartcore's default, √features).
-    pub max_features: Option<usize>,
+    /// Impurity of tree and forest splits (Gini by default for classification, squared
+    /// error for regression; boosting uses its own gain).
+    pub criterion: SplitCriterion,
+    /// Features tried per split (scikit-learn's defaults: √features for classification
+    /// forests, all otherwise).
+    pub max_features: MaxFeatures,
+    /// How a forest classifier combines its trees (hard votes by default: the cheapest
+    /// circuit; soft matches scikit-learn's prediction at a higher bootstrap count).
+    pub voting: Voting,
     /// Minimum number of samples to split a node (trees, forests).
     pub min_samples_split: usize,
     /// Minimum number of samples in a leaf (trees, forests).
@@ -161,7 +200,16 @@ impl TreeParams {
             learning_rate: 0.3,
             lambda: 1.0,
             min_child_weight: 1.0,
-            max_features: None,
+            criterion: match task {
+                TaskKind::Classification => SplitCriterion::Gini,
+                TaskKind::Regression => SplitCriterion::SquaredError,
+            },
+            max_features: if kind == TreeModelKind::Forest && task == TaskKind::Classification {
+                MaxFeatures::Sqrt
+            } else {
+                MaxFeatures::All
+            },
+            voting: Voting::Hard,
             min_samples_split: 2,
             min_samples_leaf: 1,
             seed: 0,
@@ -214,10 +262,25 @@ impl TreeParams {
             "learning_rate" => self.learning_rate = number()?,
             "lambda" => self.lambda = number()?,
             "min_child_weight" => self.min_child_weight = number()?,
+            "criterion" => {
+                self.criterion = SplitCriterion::from_name(value)
+                    .ok_or_else(|| bad(&format!("a criterion ({})", SplitCriterion::NAMES.join(", "))))?
+            }
             "max_features" => {
                 self.max_features = match value.trim() {
-                    "" | "none" | "None" | "sqrt" => None,
-                    _ => Some(count()?),
+                    "all" | "none" | "None" | "1.0" => MaxFeatures::All,
+                    "sqrt" => MaxFeatures::Sqrt,
+                    "log2" => MaxFeatures::Log2,
+                    _ => MaxFeatures::Count(
+                        value.trim().parse::<usize>().map_err(|_| bad("all, sqrt, log2 or a feature count"))?,
+                    ),
+                }
+            }
+            "voting" => {
+                self.voting = match value.trim() {
+                    "hard" => Voting::Hard,
+                    "soft" => Voting::Soft,
+                    _ => return Err(bad("hard or soft")),
                 }
             }
             "min_samples_split" => self.min_samples_split = count()?,
@@ -267,9 +330,21 @@ impl TreeParams {
         self
     }
 
-    /// Features tried per forest split.
-    pub fn max_features(mut self, m: Option<usize>) -> Self {
+    /// Split impurity of trees and forests.
+    pub fn criterion(mut self, criterion: SplitCriterion) -> Self {
+        self.criterion = criterion;
+        self
+    }
+
+    /// Features tried per split.
+    pub fn max_features(mut self, m: MaxFeatures) -> Self {
         self.max_features = m;
+        self
+    }
+
+    /// Hard or soft voting (forest classifiers).
+    pub fn voting(mut self, voting: Voting) -> Self {
+        self.voting = voting;
         self
     }
 
@@ -330,8 +405,23 @@ impl TreeParams {
         if !(self.min_child_weight >= 0.0 && self.min_child_weight.is_finite()) {
             return bad("min_child_weight", format!("must be finite and >= 0, got {}", self.min_child_weight));
         }
-        if self.max_features == Some(0) {
+        if self.voting == Voting::Soft && self.task != TaskKind::Classification {
+            return bad("voting", "soft voting averages class fractions: classifiers only".into());
+        }
+        if self.max_features == MaxFeatures::Count(0) {
             return bad("max_features", "must be at least 1".into());
+        }
+        if self.kind != TreeModelKind::Gbdt
+            && self.criterion.is_for_classification() != (self.task == TaskKind::Classification)
+        {
+            return bad(
+                "criterion",
+                format!(
+                    "{} does not fit {}: use gini or entropy to classify, squared_error to regress",
+                    self.criterion.name(),
+                    self.task.name()
+                ),
+            );
         }
         if self.min_samples_split < 2 {
             return bad("min_samples_split", format!("must be at least 2, got {}", self.min_samples_split));
@@ -406,5 +496,31 @@ mod tests {
         assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "n_bits"));
         let err = TreeParams::new(TreeModelKind::Tree, TaskKind::Regression).max_depth(0).check().unwrap_err();
         assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "max_depth"));
+    }
+
+    #[test]
+    fn criterion_and_max_features_follow_scikit_learn() {
+        let forest = TreeParams::new(TreeModelKind::Forest, TaskKind::Classification);
+        assert_eq!((forest.criterion, forest.max_features), (SplitCriterion::Gini, MaxFeatures::Sqrt));
+        let forest = TreeParams::new(TreeModelKind::Forest, TaskKind::Regression);
+        assert_eq!((forest.criterion, forest.max_features), (SplitCriterion::SquaredError, MaxFeatures::All));
+        let tree = TreeParams::new(TreeModelKind::Tree, TaskKind::Classification);
+        assert_eq!(tree.max_features, MaxFeatures::All);
+        let p =
+            TreeParams::from_options("tree", "classification", [("criterion", "entropy"), ("max_features", "log2")])
+                .unwrap();
+        assert_eq!((p.get().criterion, p.get().max_features), (SplitCriterion::Entropy, MaxFeatures::Log2));
+        let p = TreeParams::from_options("forest", "classification", [("max_features", "7")]).unwrap();
+        assert_eq!(p.get().max_features, MaxFeatures::Count(7));
+        let err = TreeParams::from_options("forest", "regression", [("criterion", "gini")]).unwrap_err();
+        assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "criterion"), "{err}");
+        let err = TreeParams::from_options("tree", "classification", [("criterion", "variance")]).unwrap_err();
+        assert!(err.to_string().contains("gini, entropy, squared_error"), "{err}");
+        let p = TreeParams::from_options("forest", "classification", [("voting", "soft")]).unwrap();
+        assert_eq!(p.get().voting, Voting::Soft);
+        let err = TreeParams::from_options("forest", "regression", [("voting", "soft")]).unwrap_err();
+        assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "voting"), "{err}");
+        let err = TreeParams::from_options("forest", "classification", [("max_features", "0")]).unwrap_err();
+        assert!(matches!(err, TreeError::InvalidParameter { ref name, .. } if name == "max_features"));
     }
 }

@@ -1,5 +1,6 @@
-//! smartcore's trees and forests: training, and reading their private trees through their
-//! serde form.
+//! Importing smartcore's trees and forests: reading their private trees through their
+//! serde form. (fheml trains its own trees, see [`crate::cart`]: smartcore 0.7's classifier
+//! skips most thresholds when feature values tie.)
 //!
 //! The layout (smartcore 0.7, pinned by tests): a classifier tree serializes as
 //! `{"nodes": [...], "classes": [...], "num_features": n, ...}`, a forest classifier as
@@ -11,14 +12,11 @@
 //! is a leaf (it may still carry a `split_value`). A classifier leaf's `output` is the index
 //! of its winning class in `classes`; a regressor leaf's `output` is its value.
 
-use fheml_circuits::{PostProcessing, Task};
-use ndarray::ArrayView2;
 use serde_json::Value;
-use smartcore::linalg::basic::matrix::DenseMatrix;
 
-use crate::ensemble::{Precision, SplitRule, Tree, TreeEnsemble, TreeNode};
+use crate::ensemble::{Tree, TreeEnsemble, TreeNode};
 use crate::error::{Result, TreeError};
-use crate::params::{TaskKind, TreeModelKind, ValidTreeParams};
+use crate::params::{TaskKind, TreeModelKind};
 
 fn layout(msg: String) -> TreeError {
     TreeError::SmartcoreLayout(msg)
@@ -102,7 +100,7 @@ pub fn ensemble_from_smartcore(kind: TreeModelKind, task: TaskKind, v: &Value) -
         (TreeModelKind::Tree, TaskKind::Classification) => {
             let classes = classes_of(v, "model")?;
             let n_features = usize_of(field(v, "num_features", "model")?, "model.num_features")?;
-            vote_ensemble(vec![classifier_tree(v, "model", classes.len())?], n_features, classes)
+            TreeEnsemble::votes(vec![classifier_tree(v, "model", classes.len())?], n_features, classes)
         }
         (TreeModelKind::Forest, TaskKind::Classification) => {
             let classes = classes_of(v, "model")?;
@@ -127,13 +125,13 @@ pub fn ensemble_from_smartcore(kind: TreeModelKind, task: TaskKind, v: &Value) -
                 }
                 trees.push(tree);
             }
-            vote_ensemble(trees, n_features, classes)
+            TreeEnsemble::votes(trees, n_features, classes)
         }
         (TreeModelKind::Tree, TaskKind::Regression) => {
             let inner = field(v, "tree_regressor", "model")?;
             let n_features = opt_usize(v, "num_features", "model")?
                 .ok_or_else(|| layout("`model.num_features` is null (an unfitted model?)".into()))?;
-            mean_ensemble(vec![regressor_tree(inner, "model.tree_regressor")?], n_features)
+            TreeEnsemble::mean(vec![regressor_tree(inner, "model.tree_regressor")?], n_features)
         }
         (TreeModelKind::Forest, TaskKind::Regression) => {
             let inner = field(v, "forest_regressor", "model")?;
@@ -147,7 +145,7 @@ pub fn ensemble_from_smartcore(kind: TreeModelKind, task: TaskKind, v: &Value) -
                 .enumerate()
                 .map(|(i, t)| regressor_tree(t, &format!("model.forest_regressor.trees[{i}]")))
                 .collect::<Result<Vec<_>>>()?;
-            mean_ensemble(trees, n_features)
+            TreeEnsemble::mean(trees, n_features)
         }
         (TreeModelKind::Gbdt, _) => {
             return Err(TreeError::Data(
@@ -159,136 +157,13 @@ pub fn ensemble_from_smartcore(kind: TreeModelKind, task: TaskKind, v: &Value) -
     Ok(ensemble)
 }
 
-fn vote_ensemble(trees: Vec<Tree>, n_features: usize, classes: Vec<f64>) -> TreeEnsemble {
-    TreeEnsemble {
-        trees,
-        n_features,
-        n_outputs: classes.len(),
-        rule: SplitRule::LessOrEqual,
-        precision: Precision::F64,
-        base_score: vec![0.0; classes.len()],
-        scale: 1.0,
-        post: PostProcessing::Argmax,
-        task: Task::Classification { classes },
-    }
-}
-
-fn mean_ensemble(trees: Vec<Tree>, n_features: usize) -> TreeEnsemble {
-    let scale = 1.0 / trees.len().max(1) as f64;
-    TreeEnsemble {
-        trees,
-        n_features,
-        n_outputs: 1,
-        rule: SplitRule::LessOrEqual,
-        precision: Precision::F64,
-        base_score: vec![0.0],
-        scale,
-        post: PostProcessing::Identity,
-        task: Task::Regression,
-    }
-}
-
-fn dense(x: ArrayView2<f64>) -> Result<DenseMatrix<f64>> {
-    let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
-    DenseMatrix::from_2d_vec(&rows).map_err(|e| TreeError::Fit(e.to_string()))
-}
-
-fn fail(e: smartcore::error::Failed) -> TreeError {
-    TreeError::Fit(e.to_string())
-}
-
-fn to_value(model: &impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(model).map_err(|e| layout(format!("smartcore model does not serialize: {e}")))
-}
-
-/// Fits a smartcore tree or forest. `y` holds class indices `0..classes.len()` for
-/// classifiers (then mapped back to `classes`), targets for regressors.
-pub(crate) fn fit(
-    params: &ValidTreeParams,
-    x: ArrayView2<f64>,
-    y: &[f64],
-    classes: Option<Vec<f64>>,
-) -> Result<TreeEnsemble> {
-    use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
-    use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
-    use smartcore::tree::decision_tree_classifier::{DecisionTreeClassifier, DecisionTreeClassifierParameters};
-    use smartcore::tree::decision_tree_regressor::{DecisionTreeRegressor, DecisionTreeRegressorParameters};
-
-    let p = params.get();
-    let xs = dense(x)?;
-    let max_depth = Some(p.max_depth as u16);
-    let value = match (p.kind, classes.as_ref()) {
-        (TreeModelKind::Tree, Some(_)) => {
-            let labels: Vec<u32> = y.iter().map(|v| *v as u32).collect();
-            let sp = DecisionTreeClassifierParameters {
-                max_depth,
-                min_samples_leaf: p.min_samples_leaf,
-                min_samples_split: p.min_samples_split,
-                seed: Some(p.seed),
-                ..Default::default()
-            };
-            to_value(&DecisionTreeClassifier::fit(&xs, &labels, sp).map_err(fail)?)?
-        }
-        (TreeModelKind::Forest, Some(_)) => {
-            let labels: Vec<u32> = y.iter().map(|v| *v as u32).collect();
-            let n_trees = u16::try_from(p.n_estimators).map_err(|_| {
-                TreeError::param("n_estimators", "smartcore's forest classifier takes at most 65535 trees")
-            })?;
-            let sp = RandomForestClassifierParameters {
-                max_depth,
-                min_samples_leaf: p.min_samples_leaf,
-                min_samples_split: p.min_samples_split,
-                n_trees,
-                m: p.max_features,
-                seed: p.seed,
-                ..Default::default()
-            };
-            to_value(&RandomForestClassifier::fit(&xs, &labels, sp).map_err(fail)?)?
-        }
-        (TreeModelKind::Tree, None) => {
-            let targets: Vec<f64> = y.to_vec();
-            let sp = DecisionTreeRegressorParameters {
-                max_depth,
-                min_samples_leaf: p.min_samples_leaf,
-                min_samples_split: p.min_samples_split,
-                seed: Some(p.seed),
-            };
-            to_value(&DecisionTreeRegressor::fit(&xs, &targets, sp).map_err(fail)?)?
-        }
-        (TreeModelKind::Forest, None) => {
-            let targets: Vec<f64> = y.to_vec();
-            let sp = RandomForestRegressorParameters {
-                max_depth,
-                min_samples_leaf: p.min_samples_leaf,
-                min_samples_split: p.min_samples_split,
-                n_trees: p.n_estimators,
-                m: p.max_features,
-                seed: p.seed,
-                ..Default::default()
-            };
-            to_value(&RandomForestRegressor::fit(&xs, &targets, sp).map_err(fail)?)?
-        }
-        (TreeModelKind::Gbdt, _) => return Err(TreeError::Fit("gradient boosting is not trained by smartcore".into())),
-    };
-    let task = if classes.is_some() { TaskKind::Classification } else { TaskKind::Regression };
-    let mut ensemble = ensemble_from_smartcore(p.kind, task, &value)?;
-    // smartcore's labels were the class indices: restore the user's labels.
-    if let (Some(classes), Task::Classification { classes: indices }) = (classes, &ensemble.task) {
-        let remap: Vec<usize> = indices.iter().map(|i| *i as usize).collect();
-        if remap.iter().enumerate().any(|(pos, i)| pos != *i) || remap.len() != classes.len() {
-            // Every class occurs in `y`, so smartcore's sorted classes are exactly 0..k.
-            return Err(layout(format!("smartcore classes {indices:?} are not the indices 0..{}", classes.len())));
-        }
-        ensemble.task = Task::Classification { classes };
-    }
-    Ok(ensemble)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::ensemble::SplitRule;
     use serde_json::json;
+    use smartcore::linalg::basic::matrix::DenseMatrix;
     use smartcore::tree::decision_tree_classifier::{DecisionTreeClassifier, DecisionTreeClassifierParameters};
     use smartcore::tree::decision_tree_regressor::{DecisionTreeRegressor, DecisionTreeRegressorParameters};
 

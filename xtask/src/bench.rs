@@ -95,16 +95,19 @@ fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
         .collect()
 }
 
-/// Where the CSV splits are: ../shared/datasets, else the embedded datasets exported by `fheml`.
+/// Where the CSV splits are: ../shared/datasets, else the splits committed in bench/datasets
+/// (digits), else the embedded datasets exported by `fheml`.
 pub(crate) fn dataset_files(
     data_dir: &Path,
     fheml: &Path,
     dataset: &str,
     scratch: &Path,
 ) -> Result<(PathBuf, PathBuf), String> {
-    let (train, test) = (data_dir.join(format!("{dataset}_train.csv")), data_dir.join(format!("{dataset}_test.csv")));
-    if train.exists() && test.exists() {
-        return Ok((train, test));
+    for dir in [data_dir, Path::new("bench/datasets")] {
+        let (train, test) = (dir.join(format!("{dataset}_train.csv")), dir.join(format!("{dataset}_test.csv")));
+        if train.exists() && test.exists() {
+            return Ok((train, test));
+        }
     }
     self::fheml(fheml, &["dataset", "--name", dataset, "--out-dir", &scratch.display().to_string()])?;
     Ok((scratch.join(format!("{dataset}_train.csv")), scratch.join(format!("{dataset}_test.csv"))))

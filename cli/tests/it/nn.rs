@@ -133,7 +133,7 @@ fn onnx_imports_with_calibration_and_refuses_bad_input() {
         fails(&args, needle);
         assert!(!refused.exists(), "no model file after `{needle}`");
     };
-    import(&fixture("maxpool.onnx"), &train, &[], "MaxPool");
+    import(&fixture("unsupported.onnx"), &train, &[], "Abs");
     let corrupt = dir.path("corrupt.onnx");
     std::fs::write(&corrupt, &std::fs::read(&onnx).unwrap()[..200]).unwrap();
     import(&corrupt, &train, &[], "corrupt.onnx");
@@ -153,4 +153,50 @@ fn onnx_imports_with_calibration_and_refuses_bad_input() {
     import(&onnx, &binary, &[], "2 distinct labels");
     let bad = fheml(&["import-onnx", "--data", s(&train), "--out", s(&refused)]);
     assert!(!bad.status.success() && !refused.exists());
+}
+
+#[test]
+fn onnx_single_logit_binary_classifier_imports_and_predicts_two_labels() {
+    let dir = Scratch::new("onnx-binary");
+    let (train, _) = write_iris(&dir);
+    // Two classes: iris setosa or not.
+    let binary = dir.path("binary.csv");
+    let text = std::fs::read_to_string(&train).unwrap();
+    let mut lines = text.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for line in lines {
+        let (features, label) = line.rsplit_once(',').unwrap();
+        out.push_str(&format!("{features},{}\n", u8::from(label.trim() != "0")));
+    }
+    std::fs::write(&binary, out).unwrap();
+    let model = dir.path("binary.fheml");
+    let imported = ok(&["import-onnx", s(&fixture("binary.onnx")), "--data", s(&binary), "--out", s(&model)]);
+    assert!(imported.contains("saved"), "{imported}");
+    let eval = json(&["eval", "--model", s(&model), "--data", s(&binary), "--mode", "clear", "--json"]);
+    // Random weights: the test is that quantization keeps the float network's labels.
+    let gap = eval["quantized"].as_f64().unwrap() - eval["float"].as_f64().unwrap();
+    assert!(gap.abs() <= 0.05, "{eval}");
+    let predictions = ok(&["predict", "--model", s(&model), "--data", s(&binary), "--mode", "clear"]);
+    assert!(
+        predictions.lines().skip(1).all(|l| l.ends_with(",0") || l.ends_with(",1") || l == "0" || l == "1"),
+        "{predictions}"
+    );
+}
+
+#[test]
+fn onnx_import_warns_when_quantization_parts_from_the_float_network() {
+    let dir = Scratch::new("onnx-drift");
+    let (train, _) = write_iris(&dir);
+    let (model, onnx) = (dir.path("m.fheml"), fixture("mlp.onnx"));
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import-onnx", s(&onnx), "--data", s(&train), "--out", s(&model)];
+        args.extend_from_slice(extra);
+        let out = fheml(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let fine = import(&["--n-bits", "8", "--set", "w_bits=6,a_bits=6,accumulator_bits=8"]);
+    assert!(!fine.contains("warning"), "{fine}");
+    let coarse = import(&["--n-bits", "2", "--set", "w_bits=2,a_bits=1"]);
+    assert!(coarse.contains("warning: the quantized network") && coarse.contains("--n-bits"), "{coarse}");
 }
