@@ -139,9 +139,21 @@ impl ApiError {
     }
 }
 
+/// Longest error line answered: messages quote values from the request (a decoder's
+/// complaint about a crafted field), which must not make the answer large.
+const MAX_MESSAGE_BYTES: usize = 400;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut message = self.1.replace('\n', " ");
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES - 3;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("...");
+        }
         message.push('\n');
         (self.0, message).into_response()
     }
@@ -571,7 +583,23 @@ async fn tls_config(tls: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsCon
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::check_exposure;
+    use super::{ApiError, MAX_MESSAGE_BYTES, check_exposure};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn error_answers_are_one_bounded_line() {
+        let long = format!("bad value {}\nsecond line é", "9".repeat(1000));
+        let response = ApiError::new(StatusCode::BAD_REQUEST, long).into_response();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.len() <= MAX_MESSAGE_BYTES + 1 && text.ends_with("...\n"), "{text}");
+        assert_eq!(text.lines().count(), 1);
+        let short = ApiError::new(StatusCode::NOT_FOUND, "no model named `x`").into_response();
+        let body = short.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"no model named `x`\n");
+    }
 
     #[test]
     fn loopback_serves_as_asked_other_addresses_need_token_and_tls_or_opt_outs() {
