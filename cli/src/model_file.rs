@@ -534,6 +534,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes a secret (a client key) like [`write_atomically`], readable by its owner only
+/// (mode 0600 on Unix) from the moment it exists.
+pub fn write_secret_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("fheml-partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::io(path, e)
+    })
+}
+
 /// The feature names an XGBoost JSON model records (`learner.feature_names`), if any.
 pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
     let text = std::fs::read_to_string(json).map_err(|e| CliError::io(json, e))?;

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 mod data;
 mod import;
+mod load;
 mod nn;
 mod onnx_ml;
 mod serve;
