@@ -106,3 +106,85 @@ impl ClientPart {
         Ok(part)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use fheml_fhe_runtime::FheConfig;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use sha2::{Digest, Sha256};
+
+    use super::ClientPart;
+    use crate::model_file::{TrainOptions, train};
+
+    /// Honest client parts of a linear model (quantized inputs) and a tree (thermometer
+    /// inputs), as a server sends them, and a row of features.
+    fn parts() -> &'static (Vec<Vec<u8>>, Vec<f64>) {
+        static PARTS: std::sync::OnceLock<(Vec<Vec<u8>>, Vec<f64>)> = std::sync::OnceLock::new();
+        PARTS.get_or_init(|| {
+            let (table, _) = crate::data::embedded("iris").unwrap();
+            let depth = [("max_depth".to_string(), "2".to_string())];
+            let bytes = [("logistic", &[][..]), ("tree", &depth[..])]
+                .into_iter()
+                .map(|(model, settings)| {
+                    let options =
+                        TrainOptions { model, task: None, n_bits: None, settings, config: FheConfig::default() };
+                    ClientPart::of(&train(&table, &options).unwrap()).to_bytes().unwrap()
+                })
+                .collect();
+            (bytes, table.x.row(0).to_vec())
+        })
+    }
+
+    /// `honest` with bytes of its payload set (uniformly: a client part is all structure),
+    /// resealed with a valid length and checksum so the edit reaches the decoder.
+    fn mutate(honest: &[u8], edits: &[(Index, u8, bool)]) -> Vec<u8> {
+        let mut payload = honest[80..].to_vec();
+        for (at, value, truncate) in edits {
+            if payload.is_empty() {
+                break;
+            }
+            let at = at.index(payload.len());
+            if *truncate {
+                payload.truncate(at);
+            } else {
+                payload[at] = *value;
+            }
+        }
+        let mut out = honest[..40].to_vec();
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(&payload));
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// A client part from a server the client does not trust: decoded, validated, then
+        /// used to encode a row and decode outputs (what `fheml client` does before and
+        /// after the server's work). Never a panic, never an allocation the part dictates:
+        /// `Ok` or a one-line error.
+        #[test]
+        fn mutated_client_parts_are_refused_or_used_never_panic(
+            tree in any::<bool>(),
+            edits in prop::collection::vec((any::<Index>(), any::<u8>(), prop::bool::weighted(0.05)), 1..4),
+        ) {
+            let (honest, row) = parts();
+            let bytes = mutate(&honest[usize::from(tree)], &edits);
+            let used = std::panic::catch_unwind(|| -> crate::error::Result<()> {
+                let part = ClientPart::from_bytes(&bytes)?;
+                part.encode(row)?;
+                let zeros: Vec<Vec<i64>> = part.spec.outputs.iter().map(|n| vec![0; (*n).min(1 << 16)]).collect();
+                part.decode(&zeros)?;
+                Ok(())
+            });
+            let result = used.map_err(|_| TestCaseError::fail("a mutated client part panicked"))?;
+            if let Err(e) = result {
+                let text = e.to_string();
+                prop_assert!(!text.contains('\n') && text.len() <= 400, "{text:?}");
+            }
+        }
+    }
+}

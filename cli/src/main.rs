@@ -5,6 +5,7 @@ mod data;
 mod error;
 mod eval;
 mod http_client;
+mod key_store;
 mod model_file;
 mod output;
 mod quickstart;
@@ -203,6 +204,12 @@ enum Command {
         /// learning_rate, ...; linear models: alpha, ...
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
+        /// mlp only: a latency target in milliseconds per sample (Execute, this machine's
+        /// cost model). Picks the widest hidden layers, then the most weight/activation bits
+        /// (up to 4), expected to fit, from brief probe trainings; `hidden`, `w_bits` and
+        /// `a_bits` given with --set stay as set.
+        #[arg(long, value_name = "MS")]
+        budget_ms: Option<f64>,
         #[command(flatten)]
         compile: CompileArgs,
         /// Output model file.
@@ -277,6 +284,10 @@ enum Command {
         /// Directory for client.key and eval.key.
         #[arg(long)]
         out_dir: PathBuf,
+        /// Replace keys already in the directory (answers encrypted for the old key can then
+        /// no longer be decrypted).
+        #[arg(long)]
+        force: bool,
     },
     /// Client: quantize and encrypt the rows of a CSV file (the model's columns by name; a
     /// target column is skipped).
@@ -330,15 +341,53 @@ enum Command {
         /// Model files (repeatable).
         #[arg(long = "model", required = true)]
         models: Vec<PathBuf>,
-        /// Address to listen on.
+        /// Address to listen on. Any address but loopback needs --token-file (or
+        /// --insecure-no-auth) and --tls-cert/--tls-key (or --insecure-no-tls).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
         /// Directory for uploaded evaluation keys.
         #[arg(long, default_value = "fheml-keys")]
         key_dir: PathBuf,
-        /// Largest accepted request body, in bytes.
-        #[arg(long, default_value_t = serve::DEFAULT_BODY_LIMIT)]
-        max_body_bytes: usize,
+        /// File holding the bearer token every request but /health must carry.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Serve a non-loopback address without a token (behind a proxy that authenticates).
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// Serve a non-loopback address over plain HTTP (behind a proxy or mesh that
+        /// terminates TLS on the same host or a private link).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_no_tls: bool,
+        /// Most samples (rows) in one /run request; the /run body limit follows from it.
+        #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
+        max_samples: usize,
+        /// Evaluations and key expansions running at once (each uses every core).
+        #[arg(long, default_value_t = 2)]
+        max_concurrent: usize,
+        /// Requests to /run and /keys admitted at once, running or waiting; more get 503.
+        #[arg(long, default_value_t = 32)]
+        max_queued: usize,
+        /// Deadline of one request in seconds, upload included; later ones get 408.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+        /// Bytes of expanded evaluation keys kept in memory (least recently used evicted).
+        #[arg(long, default_value_t = 8 << 30)]
+        key_memory_bytes: u64,
+        /// Bytes of compressed evaluation keys kept in --key-dir (least recently used evicted).
+        #[arg(long, default_value_t = 32 << 30)]
+        key_disk_bytes: u64,
+        /// Bytes of expanded inputs one evaluation holds at a time (it works in chunks).
+        #[arg(long, default_value_t = 256 << 20)]
+        chunk_bytes: usize,
+        /// Lowers the body limits derived from each model (never raises them).
+        #[arg(long)]
+        max_body_bytes: Option<usize>,
+        /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM); needs --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Encrypted prediction through a running `fheml serve`.
     Client {
@@ -356,6 +405,16 @@ enum Command {
         /// Where the client keeps its keys between runs.
         #[arg(long)]
         key_dir: Option<PathBuf>,
+        /// File holding the server's bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Trust the CA certificates in this PEM file for an https:// server instead of the
+        /// built-in WebPKI roots (a private CA, or the server's self-signed certificate).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Rows per request: at most the server's --max-samples.
+        #[arg(long, default_value_t = serve::DEFAULT_MAX_SAMPLES)]
+        batch_rows: usize,
         #[command(flatten)]
         print: PrintArgs,
     },
@@ -383,18 +442,23 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Import a trained network from an ONNX file with post-training quantization,
-    /// calibrated on a CSV file, and compile it.
+    /// Import a trained model from an ONNX file, calibrate it on a CSV file and compile it:
+    /// a neural network (post-training quantization), or a tree ensemble of the ai.onnx.ml
+    /// domain (scikit-learn trees, forests, gradient boosting via skl2onnx; LightGBM and
+    /// XGBoost via onnxmltools), which becomes fheml's tree model.
     ///
     /// The calibration rows are the CSV's feature columns: every column but the target (named
-    /// `target`, or --target NAME; --no-target when there is none). A classifier's labels are the
-    /// sorted distinct values of the target column, one per network output, in output order.
-    /// Supported operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
+    /// `target`, or --target NAME; --no-target when there is none). A network classifier's
+    /// labels are the sorted distinct values of the target column, one per network output, in
+    /// output order; a tree ensemble's are the class labels the ONNX file holds.
+    /// Network operators: Gemm, MatMul, Conv, AveragePool, GlobalAveragePool,
     /// BatchNormalization, Add/Sub/Mul/Div by a constant, Relu, Sigmoid, Tanh, LeakyRelu, Elu,
-    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax; anything else is
-    /// refused naming the operator and the node.
+    /// Softplus, Flatten, Reshape, Identity, Dropout, a final Softmax/LogSoftmax. ai.onnx.ml:
+    /// TreeEnsembleClassifier and TreeEnsembleRegressor, with Cast, Identity, ZipMap around
+    /// them. Anything else is refused naming the operator and the node.
     ///
-    /// Example: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    /// Examples: fheml import-onnx model.onnx --data train.csv --n-bits 8 --set w_bits=4 --out net.fheml
+    ///           fheml import-onnx forest.onnx --data train.csv --out forest.fheml
     ImportOnnx {
         /// The ONNX model.
         #[arg(value_name = "MODEL.onnx", required_unless_present = "onnx_flag")]
@@ -408,11 +472,13 @@ enum Command {
         /// classification when the network has several outputs).
         #[arg(long)]
         task: Option<String>,
-        /// Input quantization bits.
-        #[arg(long, default_value_t = 8)]
-        n_bits: u8,
-        /// `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`), `rounding`
-        /// (`approximate` or `exact`), as `key=value` (repeatable, or comma-separated).
+        /// Input quantization bits (default 8 for a network, 6 for a tree ensemble, as
+        /// Concrete ML).
+        #[arg(long)]
+        n_bits: Option<u8>,
+        /// Networks: `w_bits` (default 3), `a_bits` (3), `accumulator_bits` (4, or `none`),
+        /// `rounding` (`approximate` or `exact`). Tree ensembles: `leaf_bits` (default n_bits),
+        /// `sum_in_fhe` (true/false). As `key=value` (repeatable, or comma-separated).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
         #[command(flatten)]
@@ -572,12 +638,12 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart => quickstart::run(),
-        Command::Train { model, data, categorical, task, n_bits, settings, compile, out } => {
+        Command::Train { model, data, categorical, task, n_bits, settings, budget_ms, compile, out } => {
             let table = data.read()?.training_table(data.training_target(), &categorical)?;
             let task = task_for_labels(&table, &model, task.as_deref())?;
             let config = compile.config()?;
             let settings = parse_settings(&settings)?;
-            let options = TrainOptions { model: &model, task, n_bits, settings: &settings, config };
+            let options = TrainOptions { model: &model, task, n_bits, settings: &settings, budget_ms, config };
             let mut saved = model_file::train(&table, &options)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
@@ -643,11 +709,19 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Inspect { model, json } => inspect(&SavedModel::load(&model)?, json),
-        Command::Keygen { model, out_dir } => {
+        Command::Keygen { model, out_dir, force } => {
             let saved = SavedModel::load(&model)?;
+            for existing in ["client.key", "eval.key"].map(|f| out_dir.join(f)) {
+                if existing.exists() && !force {
+                    return Err(CliError::Usage(format!(
+                        "{} exists; pass --force to replace it (answers encrypted under the old key could no longer be decrypted)",
+                        existing.display()
+                    )));
+                }
+            }
             std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
             let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
-            write_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
+            model_file::write_secret_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
             say!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
             Ok(())
@@ -666,8 +740,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { model, eval_key, input, out } => {
             let saved = SavedModel::load(&model)?;
             let fp = saved.fhe.compiled().fingerprint();
-            let key =
-                CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?.decompress();
+            let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?;
+            key.check_conformant(saved.fhe.compiled())?;
+            let key = key.decompress();
             let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
             let answer = saved.fhe.compiled().run(&key, &query)?;
             write_atomically(&out, &answer.to_bytes()?)?;
@@ -682,28 +757,64 @@ fn run(cli: Cli) -> Result<()> {
             let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
             print_predictions(&saved.fhe.decode(&outputs)?, &saved.schema, &saved.fhe.model().task, &print)
         }
-        Command::Serve { models, addr, key_dir, max_body_bytes } => {
+        Command::Serve {
+            models,
+            addr,
+            key_dir,
+            token_file,
+            insecure_no_auth,
+            insecure_no_tls,
+            max_samples,
+            max_concurrent,
+            max_queued,
+            timeout_secs,
+            key_memory_bytes,
+            key_disk_bytes,
+            chunk_bytes,
+            max_body_bytes,
+            tls_cert,
+            tls_key,
+        } => {
+            let token = token_file.as_deref().map(read_token).transpose()?;
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| serve::TlsFiles { cert, key });
+            serve::check_exposure(addr, token.is_some(), insecure_no_auth, tls.is_some(), insecure_no_tls)?;
             let mut served = Vec::new();
             for path in &models {
                 let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
                 served.push((name, SavedModel::load(path)?));
             }
             let names: Vec<String> = served.iter().map(|(n, _)| n.clone()).collect();
-            let router = serve::router(served, key_dir, max_body_bytes)?;
+            let options = serve::ServeOptions {
+                max_samples,
+                max_concurrent,
+                max_queued,
+                request_timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+                key_memory_bytes,
+                key_disk_bytes,
+                chunk_bytes,
+                max_body_bytes,
+                token,
+                ..serve::ServeOptions::new(key_dir)
+            };
+            let router = serve::router(served, options)?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Usage(e.to_string()))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
             runtime.block_on(serve::serve(
                 router,
                 addr,
+                tls,
                 async {
                     let _ = tokio::signal::ctrl_c().await;
                 },
-                |local| eprintln!("serving {} on http://{local} (Ctrl-C to stop)", names.join(", ")),
+                |local| eprintln!("serving {} on {scheme}://{local} (Ctrl-C to stop)", names.join(", ")),
             ))
         }
-        Command::Client { url, name, data, ignore_extra, key_dir, print } => {
-            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref())?;
+        Command::Client { url, name, data, ignore_extra, key_dir, token_file, ca_cert, batch_rows, print } => {
+            let token = token_file.as_deref().map(read_token).transpose()?;
+            let ca = ca_cert.as_deref().map(|p| read_limited(p, 1 << 20)).transpose()?;
+            let remote = http_client::RemoteModel::connect(&url, &name, key_dir.as_deref(), token, ca.as_deref())?;
             let x = data.select(&remote.part.schema, false, ignore_extra, None)?.x;
-            print_predictions(&remote.predict(x.view())?, &remote.part.schema, &remote.part.task, &print)
+            print_predictions(&remote.predict(x.view(), batch_rows)?, &remote.part.schema, &remote.part.task, &print)
         }
         Command::Dataset { name, out_dir } => data::export_embedded(&name, &out_dir),
         Command::ImportOnnx { onnx, onnx_flag, data, task, n_bits, settings, compile, out } => {
@@ -721,13 +832,17 @@ fn run(cli: Cli) -> Result<()> {
             warn_if_quantization_drifts(&saved, &table)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
+            let what = match &saved.float {
+                model_file::FloatModel::Nn(m) => format!("{} layers", m.network().layers().len()),
+                model_file::FloatModel::Tree(m) => {
+                    let e = m.ensemble();
+                    format!("{}, {} single-output trees of depth {}", saved.name, e.trees.len(), e.max_depth())
+                }
+                model_file::FloatModel::Linear(_) => saved.name.clone(),
+            };
             say!(
-                "imported {} ({} layers, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
+                "imported {} ({what}, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
                 onnx.display(),
-                match &saved.float {
-                    model_file::FloatModel::Nn(m) => m.network().layers().len(),
-                    _ => 0,
-                },
                 bits_text(input_bits(&saved)),
                 format_probability(saved.fhe.compiled().report().p_error),
                 saved.fhe.compiled().report().bootstraps,
@@ -865,8 +980,8 @@ fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Post-training quantization can lose a network trained on raw (unstandardised) features:
-/// compares the quantized model with the float one on (up to 500 of) the calibration rows and
+/// Post-training quantization can lose a network trained on raw (unstandardised) features,
+/// or move many inputs of an imported tree ensemble across its thresholds: compares the quantized model with the float one on (up to 500 of) the calibration rows and
 /// warns, with the fix, when they part.
 fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -> Result<()> {
     let rows = table.x.nrows().min(500);
@@ -876,11 +991,19 @@ fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -
     let x = table.x.slice(ndarray::s![..rows, ..]);
     let float = saved.float.predict(x)?;
     let clear: Vec<f64> = saved.fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
+    let (what, fix) = match saved.float {
+        model_file::FloatModel::Tree(_) => ("tree model", "raise --n-bits (up to 10) or --set leaf_bits"),
+        _ => (
+            "network",
+            "raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained on raw features \
+             of very different scales, standardise them inside the network before exporting",
+        ),
+    };
     let drift = if saved.is_classifier() {
         let agree = float.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows as f64;
         (agree < 0.98).then(|| {
             format!(
-                "the quantized network predicts the float network's label on {:.1}% of the calibration rows",
+                "the quantized {what} predicts the float {what}'s label on {:.1}% of the calibration rows",
                 100.0 * agree
             )
         })
@@ -890,16 +1013,13 @@ fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -
         let error = (float.iter().zip(&clear).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / rows as f64).sqrt();
         (error > 0.1 * spread).then(|| {
             format!(
-                "the quantized network is off the float one by {:.0}% of the predictions' spread",
+                "the quantized {what} is off the float one by {:.0}% of the predictions' spread",
                 100.0 * error / spread
             )
         })
     };
-    if let Some(what) = drift {
-        eprintln!(
-            "warning: {what}; raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained \
-             on raw features of very different scales, standardise them inside the network before exporting"
-        );
+    if let Some(drift) = drift {
+        eprintln!("warning: {drift}; {fix}");
     }
     Ok(())
 }
@@ -933,6 +1053,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bearer token from its file: one line, surrounding whitespace ignored, never empty.
+fn read_token(path: &std::path::Path) -> Result<String> {
+    let text = read_limited(path, 4096)?;
+    let token = String::from_utf8(text)
+        .map_err(|_| CliError::Usage(format!("{}: the token is not UTF-8 text", path.display())))?
+        .trim()
+        .to_string();
+    if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(CliError::Usage(format!("{}: the token must be one non-empty word", path.display())));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]

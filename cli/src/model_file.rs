@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use fheml_circuits::Task;
+use fheml_circuits::{ModelCircuit, Task};
 use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
 use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
-use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings};
-use fheml_models_tree::{TaskKind, TreeModel, TreeModelKind, TreeParams};
+use fheml_models_nn::budget::BudgetSearch;
+use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings, ValidMlpParams};
+use fheml_models_tree::{TaskKind, TreeError, TreeModel, TreeModelKind, TreeParams, onnx_ml};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,8 @@ pub struct TrainOptions<'a> {
     pub n_bits: Option<u8>,
     /// `key=value` hyperparameters.
     pub settings: &'a [(String, String)],
+    /// mlp: latency target per sample in milliseconds ([`fheml_models_nn::budget`]).
+    pub budget_ms: Option<f64>,
     /// Compilation settings.
     pub config: FheConfig,
 }
@@ -135,7 +138,10 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
         .iter()
         .map(|n| ("n_bits", n.as_str()))
         .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let params = MlpParams::from_options(task, settings)?;
+    let mut params = MlpParams::from_options(task, settings)?;
+    if let Some(budget_ms) = options.budget_ms {
+        params = size_for_budget(&params, table, y, budget_ms, options)?;
+    }
     let bar = crate::eval::progress(params.get().epochs, "training");
     let model = params.fit_observed(table.x.view(), y.view(), &mut |report| {
         bar.set_position(report.epoch as u64);
@@ -152,22 +158,164 @@ fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) ->
     })
 }
 
+/// The MLP hyperparameters, with hidden width and bits chosen for `budget_ms` by the
+/// runtime's cost model (those set with `--set` stay).
+fn size_for_budget(
+    params: &ValidMlpParams,
+    table: &Table,
+    y: &ndarray::Array1<f64>,
+    budget_ms: f64,
+    options: &TrainOptions,
+) -> Result<ValidMlpParams> {
+    let set = |key: &str| options.settings.iter().any(|(k, _)| k == key);
+    let search = BudgetSearch { width: !set("hidden"), bits: !set("w_bits") && !set("a_bits") };
+    let spinner = indicatif::ProgressBar::new_spinner();
+    let mut expected_ms = |circuit: &ModelCircuit| {
+        spinner.inc(1);
+        spinner.set_message(format!("sizing for {budget_ms} ms: pricing candidate {}", spinner.position()));
+        FheModel::compile(circuit.clone(), &options.config)
+            .map(|m| m.compiled().report().expected_seconds * 1e3)
+            .map_err(|e| e.to_string())
+    };
+    let choice = fheml_models_nn::budget::size_for_budget(
+        params,
+        table.x.view(),
+        y.view(),
+        budget_ms,
+        search,
+        &mut expected_ms,
+    )?;
+    spinner.finish_and_clear();
+    let p = choice.params.get();
+    let tried: Vec<String> = choice
+        .trials
+        .iter()
+        .map(|t| {
+            let hidden = t.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+            match &t.expected_ms {
+                Ok(ms) => format!("{hidden}@{}b {ms:.0} ms", t.bits.0),
+                Err(_) => format!("{hidden}@{}b does not compile", t.bits.0),
+            }
+        })
+        .collect();
+    eprintln!(
+        "budget {budget_ms} ms: hidden={}, w_bits={}, a_bits={} (expected {:.0} ms per sample; tried {})",
+        p.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        p.w_bits,
+        p.a_bits,
+        choice.expected_ms,
+        tried.join(", ")
+    );
+    Ok(choice.params)
+}
+
 /// What `import-onnx` needs besides the file.
 pub struct OnnxImport<'a> {
     /// Calibration rows (features only) and, for a classifier, the labels.
     pub table: &'a Table,
     /// `classification` or `regression` (default: from the target column, if any).
     pub task: Option<&'a str>,
-    /// Input quantization bits.
-    pub n_bits: u8,
-    /// `w_bits`, `a_bits`, `accumulator_bits`, `rounding` as `key=value`.
+    /// Input quantization bits (default: 8 for a network, 6 for a tree ensemble).
+    pub n_bits: Option<u8>,
+    /// `w_bits`, `a_bits`, `accumulator_bits`, `rounding` as `key=value` for a network;
+    /// `leaf_bits`, `sum_in_fhe` for a tree ensemble.
     pub settings: &'a [(String, String)],
     /// Compilation settings.
     pub config: &'a FheConfig,
 }
 
-/// Post-training quantization of an ONNX network, calibrated on the table's rows.
+/// The bytes of an ONNX file whose graph uses the `ai.onnx.ml` domain (tree ensembles from
+/// skl2onnx or onnxmltools), or `None` for any other file (networks, or files that do not
+/// parse: the network importer then reports them).
+fn onnx_ml_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    if size > onnx_ml::MAX_ONNX_ML_BYTES {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
+    Ok(matches!(onnx_ml::uses_onnx_ml_domain(&bytes), Ok(true)).then_some(bytes))
+}
+
+/// Imports an ONNX-ML tree ensemble into fheml's tree model, quantizes it with inputs
+/// calibrated on the table's rows, and compiles it.
+fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<SavedModel> {
+    let model = TreeModel::from_onnx_ml_bytes(bytes).map_err(|e| match e {
+        TreeError::OnnxMlFormat(_) | TreeError::OnnxMlUnsupported(_) => {
+            CliError::Data { path: path.display().to_string(), detail: e.to_string() }
+        }
+        other => other.into(),
+    })?;
+    let table = options.table;
+    if model.n_features() != table.x.ncols() {
+        return Err(CliError::Usage(format!(
+            "the ONNX model reads {} features, the data has {} feature columns{}",
+            model.n_features(),
+            table.x.ncols(),
+            if table.y.is_some() {
+                " besides the target (--target NAME names the target column; --no-target when there is none)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let task = model.params().get().task;
+    if let Some(wanted) = options.task.map(TaskKind::from_name).transpose()?
+        && wanted != task
+    {
+        return Err(CliError::Usage(format!(
+            "the ONNX model does {}, not {}; leave out --task for a tree ensemble",
+            task.name(),
+            wanted.name()
+        )));
+    }
+    // Text labels in the calibration target name the classes 0..k (their sorted order), as
+    // for XGBoost: they can only name a model whose classes are exactly those indices.
+    if let (Some(labels), Task::Classification { classes }) = (&table.schema.labels, model.task()) {
+        let indices = classes.iter().enumerate().all(|(i, c)| *c == i as f64);
+        if !indices || labels.len() != classes.len() {
+            let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
+            return Err(CliError::Usage(format!(
+                "the calibration target holds {} text labels ({}), the ONNX model's classes are {}: text labels \
+                 name the classes 0..{} in sorted order",
+                labels.len(),
+                labels.join(", "),
+                shown.join(", "),
+                labels.len()
+            )));
+        }
+    }
+    let defaults = model.compile_options();
+    let (mut leaf_bits, mut sum_in_fhe) = (None, defaults.sum_in_fhe);
+    for (key, value) in options.settings {
+        let bad = || CliError::Usage(format!("invalid value `{value}` for `{key}`"));
+        match key.as_str() {
+            "leaf_bits" => leaf_bits = Some(value.parse().map_err(|_| bad())?),
+            "sum_in_fhe" => sum_in_fhe = value.parse().map_err(|_| bad())?,
+            other => {
+                return Err(CliError::Usage(format!(
+                    "unknown option `{other}` for an ONNX-ML tree ensemble; valid: leaf_bits, sum_in_fhe"
+                )));
+            }
+        }
+    }
+    let n_bits = options.n_bits.unwrap_or(TreeParams::new(model.params().get().kind, task).n_bits);
+    let model = model.with_options(n_bits, leaf_bits, sum_in_fhe)?;
+    let fhe = FheModel::compile(model.compile(table.x.view())?, options.config)?;
+    Ok(SavedModel {
+        name: model.params().get().kind.name().to_string(),
+        feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
+        float: FloatModel::Tree(model),
+        fhe,
+    })
+}
+
+/// Imports an ONNX file calibrated on the table's rows: an `ai.onnx.ml` tree ensemble
+/// becomes a tree model, any other graph a network (post-training quantization).
 pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
+    if let Some(bytes) = onnx_ml_bytes(path)? {
+        return import_onnx_ml(path, &bytes, options);
+    }
     let imported = fheml_models_nn::import_onnx(path)?;
     let network = imported.network;
     let table = options.table;
@@ -248,7 +396,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
         }
         Task::Regression
     };
-    let model = NnModel::from_network(network, table.x.view(), options.n_bits, quant, task)?;
+    let model = NnModel::from_network(network, table.x.view(), options.n_bits.unwrap_or(8), quant, task)?;
     let fhe = FheModel::compile(model.compile()?, options.config)?;
     Ok(SavedModel {
         name: "onnx".into(),
@@ -286,6 +434,12 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
 /// Trains the float model, quantizes and compiles it with the training data as calibration set.
 pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
     let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
+    if options.budget_ms.is_some() && options.model != "mlp" {
+        return Err(CliError::Usage(format!(
+            "--budget-ms sizes mlp networks; {} has no width to choose (its cost is set by its hyperparameters)",
+            options.model
+        )));
+    }
     if let Ok(kind) = TreeModelKind::from_name(options.model) {
         return train_tree(table, y, kind, options);
     }
@@ -380,6 +534,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes a secret (a client key) like [`write_atomically`], readable by its owner only
+/// (mode 0600 on Unix) from the moment it exists.
+pub fn write_secret_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("fheml-partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::io(path, e)
+    })
+}
+
 /// The feature names an XGBoost JSON model records (`learner.feature_names`), if any.
 pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
     let text = std::fs::read_to_string(json).map_err(|e| CliError::io(json, e))?;
@@ -399,8 +573,14 @@ mod tests {
     #[test]
     fn version_1_model_files_still_load() {
         let (train, _) = crate::data::embedded("iris").unwrap();
-        let options =
-            TrainOptions { model: "logistic", task: None, n_bits: None, settings: &[], config: FheConfig::default() };
+        let options = TrainOptions {
+            model: "logistic",
+            task: None,
+            n_bits: None,
+            settings: &[],
+            budget_ms: None,
+            config: FheConfig::default(),
+        };
         let saved = super::train(&train, &options).unwrap();
         #[derive(Serialize)]
         struct V1<'a> {

@@ -37,8 +37,14 @@ pub fn run() -> Result<()> {
         ("mlp", vec![("hidden".to_string(), "16".to_string())]),
     ];
     for (name, settings) in families {
-        let options =
-            TrainOptions { model: name, task: None, n_bits: None, settings: &settings, config: FheConfig::default() };
+        let options = TrainOptions {
+            model: name,
+            task: None,
+            n_bits: None,
+            settings: &settings,
+            budget_ms: None,
+            config: FheConfig::default(),
+        };
         let model = train(&train_set, &options)?;
         let r = evaluate(&model, test_set.x.view(), y, Mode::Execute, Some(ENCRYPTED_ROWS), false)?;
         say!(

@@ -5,8 +5,13 @@ use fheml_circuits::{Circuit, Interval, Tensor, evaluate, evaluate_batch, shape_
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use tfhe::conformance::ParameterSetConformant;
+use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
 use tfhe::core_crypto::prelude::*;
+use tfhe::shortint::atomic_pattern::AtomicPatternParameters;
+use tfhe::shortint::ciphertext::MaxDegree;
 use tfhe::shortint::{ClientKey as ShortintClientKey, CompressedServerKey, ServerKey};
+use tfhe_csprng::seeders::SeedKind;
 
 use crate::envelope::{self, Kind};
 use crate::error::{FheError, Result};
@@ -166,6 +171,22 @@ impl CompiledCircuit {
 
     /// Server side: evaluates a batch of encrypted samples (in parallel). Needs no secret.
     pub fn run(&self, key: &EvaluationKey, inputs: &EncryptedInputs) -> Result<EncryptedOutputs> {
+        self.run_chunked(key, inputs, usize::MAX, &|| true)
+    }
+
+    /// Server side, with bounded memory: like [`CompiledCircuit::run`], but expands the
+    /// packed inputs into full LWE samples (`k·N+1` words each, thousands of times their
+    /// size on the wire) a chunk of samples at a time, the chunk chosen so that its expanded
+    /// inputs take at most `expanded_bytes` (at least one sample). `keep_going` is asked
+    /// before each chunk; when it answers false the evaluation stops with
+    /// [`FheError::Interrupted`] (a server whose client has timed out stops spending CPU).
+    pub fn run_chunked(
+        &self,
+        key: &EvaluationKey,
+        inputs: &EncryptedInputs,
+        expanded_bytes: usize,
+        keep_going: &(dyn Fn() -> bool + Sync),
+    ) -> Result<EncryptedOutputs> {
         self.check_key("evaluation key", &key.fingerprint)?;
         self.check_key("encrypted inputs", &inputs.fingerprint)?;
         if self.plan.report.needs_evaluation_key && key.key.is_none() {
@@ -182,16 +203,22 @@ impl CompiledCircuit {
             shared: &self.plan.shared,
         };
         let spec = self.client_spec();
-        let packed = self.unpack_check(&spec, inputs)?;
+        self.check_inputs(inputs)?;
+        let packed = inputs.packed.clone().decompress_into_glwe_ciphertext_list();
         let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
-        let batch = (0..inputs.samples)
-            .into_par_iter()
-            .map(|s| self.unpack_sample(&spec, &packed, s * per_sample, lwe_size))
-            .collect::<Result<Vec<_>>>()?;
-        let outputs = evaluate_batch(&self.circuit, &backend, batch)?;
-        let samples = outputs
-            .into_iter()
-            .map(|tensors| {
+        let sample_bytes = per_sample.saturating_mul(lwe_size.0).saturating_mul(8).max(1);
+        let chunk = (expanded_bytes / sample_bytes).max(1);
+        let mut samples = Vec::with_capacity(inputs.samples);
+        for first in (0..inputs.samples).step_by(chunk) {
+            if !keep_going() {
+                return Err(FheError::Interrupted);
+            }
+            let batch = (first..inputs.samples.min(first.saturating_add(chunk)))
+                .into_par_iter()
+                .map(|s| self.unpack_sample(&spec, &packed, s * per_sample, lwe_size))
+                .collect::<Result<Vec<_>>>()?;
+            let outputs = evaluate_batch(&self.circuit, &backend, batch)?;
+            samples.extend(outputs.into_iter().map(|tensors| {
                 let cts: Vec<&Ct> = tensors.iter().flat_map(|t| t.iter()).collect();
                 let deltas = cts.iter().map(|c| c.delta_log).collect();
                 let mut data = Vec::with_capacity(cts.len() * lwe_size.0);
@@ -199,9 +226,69 @@ impl CompiledCircuit {
                     data.extend_from_slice(ct.lwe.as_ref());
                 }
                 (LweCiphertextList::from_container(data, lwe_size, params.ciphertext_modulus), deltas)
-            })
-            .collect();
+            }));
+        }
         Ok(EncryptedOutputs { fingerprint: self.fingerprint, samples })
+    }
+
+    /// The evaluation key of a circuit without table lookups (it holds nothing), so a
+    /// server needs no upload for it; `None` when the circuit needs a real key.
+    pub fn leveled_key(&self) -> Option<EvaluationKey> {
+        (!self.plan.report.needs_evaluation_key).then_some(EvaluationKey { fingerprint: self.fingerprint, key: None })
+    }
+
+    /// Inputs of one sample (elements of every input tensor): the number of packed
+    /// coefficients one sample takes on the wire.
+    pub fn inputs_per_sample(&self) -> usize {
+        self.circuit.inputs().iter().map(|id| self.circuit.node(*id).len()).sum()
+    }
+
+    /// Checks that untrusted encrypted inputs fit this circuit's parameters exactly —
+    /// model, GLWE size, polynomial size, modulus, count, container length and seed form —
+    /// without expanding anything, so that no malformed list reaches tfhe-rs (whose
+    /// assertions would panic on it).
+    pub fn check_inputs(&self, inputs: &EncryptedInputs) -> Result<()> {
+        self.check_key("encrypted inputs", &inputs.fingerprint)?;
+        let params = self.plan.parameters.set().params;
+        let n = params.polynomial_size.0;
+        let per_sample = self.inputs_per_sample();
+        let expected = (inputs.samples.saturating_mul(per_sample)).div_ceil(n).max(1);
+        let list = &inputs.packed;
+        let glwe_size = params.glwe_dimension.to_glwe_size();
+        // Compared before the count: the count divides by the polynomial size.
+        if list.glwe_size() != glwe_size || list.polynomial_size() != params.polynomial_size {
+            return Err(FheError::BadCiphertexts(format!(
+                "GLWE ciphertexts of size {}x{}; the circuit takes size {}x{n}",
+                list.glwe_size().0,
+                list.polynomial_size().0,
+                glwe_size.0,
+            )));
+        }
+        if list.as_ref().len() != expected.saturating_mul(n) {
+            return Err(FheError::BadCiphertexts(format!(
+                "{} packed coefficients for {} samples; the circuit takes {} ({expected} GLWE ciphertexts of {n})",
+                list.as_ref().len(),
+                inputs.samples,
+                expected.saturating_mul(n),
+            )));
+        }
+        if list.ciphertext_modulus() != params.ciphertext_modulus {
+            return Err(FheError::BadCiphertexts(format!(
+                "ciphertext modulus {}; the circuit's parameters use {}",
+                list.ciphertext_modulus(),
+                params.ciphertext_modulus
+            )));
+        }
+        // Honest clients seed the mask generator with a plain seed from its first byte;
+        // anything else (an XOF seed, a counter near the end of its range) is refused
+        // rather than handed to the generator.
+        let seed = &list.compression_seed().inner;
+        if !matches!(seed.seed, SeedKind::Ctr(_))
+            || seed.first_index != CompressionSeed::from(Seed(0)).inner.first_index
+        {
+            return Err(FheError::BadCiphertexts("unexpected mask seed form".into()));
+        }
+        Ok(())
     }
 
     /// Median wall time of one keyswitch + bootstrap with `key` on this circuit's parameters,
@@ -240,29 +327,6 @@ impl CompiledCircuit {
             .collect();
         times.sort_by(f64::total_cmp);
         Ok(times[times.len() / 2])
-    }
-
-    /// Checks the packed list's geometry and expands its masks.
-    fn unpack_check(&self, spec: &ClientSpec, inputs: &EncryptedInputs) -> Result<GlweCiphertextListOwned<u64>> {
-        let params = self.plan.parameters.set().params;
-        let n = params.polynomial_size.0;
-        let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
-        let expected = (inputs.samples.saturating_mul(per_sample)).div_ceil(n).max(1);
-        let list = &inputs.packed;
-        if list.glwe_size() != params.glwe_dimension.to_glwe_size()
-            || list.polynomial_size() != params.polynomial_size
-            || list.glwe_ciphertext_count().0 != expected
-        {
-            return Err(FheError::BadCiphertexts(format!(
-                "{} GLWE ciphertexts of size {}x{} for {} samples; the circuit takes {expected} of size {}x{n}",
-                list.glwe_ciphertext_count().0,
-                list.glwe_size().0,
-                list.polynomial_size().0,
-                inputs.samples,
-                params.glwe_dimension.to_glwe_size().0,
-            )));
-        }
-        Ok(list.clone().decompress_into_glwe_ciphertext_list())
     }
 
     /// Extracts one sample's inputs, starting at packed coefficient `start`.
@@ -465,17 +529,26 @@ impl ClientSpec {
         self.check("encrypted outputs", &outputs.fingerprint)?;
         let secret = key.key.encryption_key();
         let total: usize = self.outputs.iter().sum();
+        let lwe_size = secret.lwe_dimension().to_lwe_size();
+        let modulus = self.parameter_set.set().params.ciphertext_modulus;
         outputs
             .samples
             .iter()
             .map(|(list, deltas)| {
-                if list.lwe_ciphertext_count().0 != total
-                    || deltas.len() != total
-                    || list.lwe_size() != secret.lwe_dimension().to_lwe_size()
-                {
+                // The answer comes from a server: its sizes are checked before tfhe-rs
+                // divides by them or asserts on them (an LWE size of 0 divided by zero).
+                if list.lwe_size() != lwe_size || list.ciphertext_modulus() != modulus {
+                    return Err(FheError::BadCiphertexts(format!(
+                        "output ciphertexts of LWE size {} and modulus {}; the parameters give {} and {modulus}",
+                        list.lwe_size().0,
+                        list.ciphertext_modulus(),
+                        lwe_size.0
+                    )));
+                }
+                if list.as_ref().len() != total.saturating_mul(lwe_size.0) || deltas.len() != total {
                     return Err(FheError::BadCiphertexts(format!(
                         "{} output ciphertexts, expected {total}",
-                        list.lwe_ciphertext_count().0
+                        list.as_ref().len() / lwe_size.0
                     )));
                 }
                 let mut values = list.iter().zip(deltas).map(|(ct, d)| {
@@ -517,6 +590,40 @@ envelope_io!(EncryptedInputs, Kind::EncryptedInputs, limits::CIPHERTEXT_BYTES);
 envelope_io!(EncryptedOutputs, Kind::EncryptedOutputs, limits::CIPHERTEXT_BYTES);
 
 impl CompressedEvaluationKey {
+    /// Checks an untrusted key against the circuit it claims to serve, before anything is
+    /// expanded: a circuit without table lookups takes no key at all; otherwise the key's
+    /// keyswitching and bootstrapping keys must have exactly the dimensions, levels, bases,
+    /// modulus and seed layout of the circuit's parameter set (tfhe-rs's conformance check),
+    /// so decompression allocates what the parameter set says and nothing a client claims.
+    pub fn check_conformant(&self, compiled: &CompiledCircuit) -> Result<()> {
+        compiled.check_key("evaluation key", &self.fingerprint)?;
+        let needs_key = compiled.plan.report.needs_evaluation_key;
+        match (&self.key, needs_key) {
+            (None, false) => Ok(()),
+            (Some(_), false) => {
+                Err(FheError::BadKey("this model has no table lookups and takes no evaluation key".into()))
+            }
+            (None, true) => Err(FheError::MissingEvaluationKey),
+            (Some(key), true) => {
+                let params = compiled.plan.parameters.set().params;
+                let max_degree = MaxDegree::from_msg_carry_modulus(params.message_modulus, params.carry_modulus);
+                if key.is_conformant(&(AtomicPatternParameters::from(params), max_degree)) {
+                    Ok(())
+                } else {
+                    Err(FheError::BadKey(format!(
+                        "its dimensions do not match the model's parameter set {}",
+                        compiled.plan.parameters.set().name
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Whether the key holds keyswitching and bootstrapping keys.
+    pub fn has_bootstrapping_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// Expands the seeded key for evaluation.
     pub fn decompress(&self) -> EvaluationKey {
         EvaluationKey { fingerprint: self.fingerprint, key: self.key.as_ref().map(CompressedServerKey::decompress) }

@@ -48,6 +48,12 @@ pub enum FheError {
     /// Ciphertexts have the wrong count or size for this circuit.
     #[error("ciphertext batch does not fit the circuit: {0}")]
     BadCiphertexts(String),
+    /// An evaluation key does not fit the circuit's parameter set.
+    #[error("evaluation key rejected: {0}")]
+    BadKey(String),
+    /// The caller asked an evaluation to stop (its client gave up or timed out).
+    #[error("evaluation interrupted")]
+    Interrupted,
     /// Output sanitization cannot be done as asked (a model compiled without room for it, a
     /// public key that does not fit the model).
     #[error("output sanitization: {0}")]

@@ -294,17 +294,20 @@ fn constant(arg: &Argument) -> Option<(Vec<usize>, Vec<f64>)> {
     Some((data.shape().to_vec(), values))
 }
 
-/// Constants computed by operators onnx-ir leaves unfolded, by output name.
-type Folded = HashMap<String, (Vec<usize>, Vec<f64>)>;
+/// A constant tensor: shape and row-major values.
+type ConstantTensor = (Vec<usize>, Vec<f64>);
 
-fn constant_or_folded(arg: &Argument, folded: &Folded) -> Option<(Vec<usize>, Vec<f64>)> {
+/// Constants computed by operators onnx-ir leaves unfolded, by output name.
+type Folded = HashMap<String, ConstantTensor>;
+
+fn constant_or_folded(arg: &Argument, folded: &Folded) -> Option<ConstantTensor> {
     constant(arg).or_else(|| folded.get(&arg.name).cloned())
 }
 
 /// Evaluates `node` when it is a `Transpose` of a constant (a stored `[out, in]` weight
 /// that `x @ W.T` exports without constant folding, which onnx-ir keeps as a node): its
 /// output name and value.
-fn fold_constant(node: &Node, folded: &Folded) -> Conv<Option<(String, (Vec<usize>, Vec<f64>))>> {
+fn fold_constant(node: &Node, folded: &Folded) -> Conv<Option<(String, ConstantTensor)>> {
     let Node::Transpose(n) = node else { return Ok(None) };
     let (Some(input), Some(output)) = (n.inputs.first(), n.outputs.first()) else { return Ok(None) };
     let Some((shape, values)) = constant_or_folded(input, folded) else { return Ok(None) };

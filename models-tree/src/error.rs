@@ -68,6 +68,14 @@ pub enum TreeError {
     /// categorical splits, vector leaves, the DART booster, ...).
     #[error("unsupported XGBoost model: {0}")]
     XgboostUnsupported(String),
+    /// An ONNX-ML model is malformed (not an ONNX protobuf, inconsistent attribute arrays, a
+    /// child or weight naming a node that does not exist, over a size limit).
+    #[error("malformed ONNX-ML model: {0}")]
+    OnnxMlFormat(String),
+    /// A well-formed ONNX model uses something the tree importer does not read (an operator,
+    /// a node mode, a post_transform, an attribute), named in the message.
+    #[error("unsupported ONNX-ML model: {0}")]
+    OnnxMlUnsupported(String),
     /// A smartcore model's serialized form does not have the layout this crate reads.
     #[error("unexpected smartcore model layout: {0}")]
     SmartcoreLayout(String),

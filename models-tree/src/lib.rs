@@ -2,11 +2,13 @@
 //!
 //! Fit trees and forests with fheml's CART ([`cart`], scikit-learn's algorithm: every
 //! threshold, Gini/entropy/squared error, bootstrap forests) and boosting with hessboost,
-//! or import an XGBoost JSON model ([`TreeModel::from_xgboost_json`]) or a smartcore model
-//! ([`TreeModel::from_smartcore`]); every model is read into one neutral
-//! [`TreeEnsemble`]. [`TreeModel::compile`] quantizes it ([`QuantizedEnsemble`]: unsigned
-//! per-feature inputs, integer thresholds that reproduce every float decision on the
-//! dequantized input exactly, leaf values on one scale) and lowers it to an integer circuit
+//! or import an XGBoost JSON model ([`TreeModel::from_xgboost_json`]), an ONNX-ML tree
+//! ensemble from skl2onnx or onnxmltools ([`TreeModel::from_onnx_ml_file`]: scikit-learn,
+//! LightGBM, XGBoost) or a smartcore model ([`TreeModel::from_smartcore`]); every model is
+//! read into one neutral [`TreeEnsemble`]. [`TreeModel::compile`] quantizes it
+//! ([`QuantizedEnsemble`]: unsigned per-feature inputs, integer thresholds that reproduce
+//! every float decision on the dequantized input of a model fitted on the grid, leaf values
+//! on one scale) and lowers it to an integer circuit
 //! that needs at most one low-precision bootstrap per leaf, against Concrete ML's one per
 //! comparison and one per leaf: the client encrypts a thermometer encoding of each feature,
 //! so comparisons are free (see [`lower`]). Vote counts, margins or values come out of the
@@ -36,6 +38,7 @@ mod ensemble;
 mod error;
 pub mod lower;
 mod model;
+pub mod onnx_ml;
 mod params;
 mod quantize;
 mod smartcore_io;

@@ -12,7 +12,7 @@ use crate::error::{Result, TreeError};
 use crate::lower::{LoweringSummary, lower};
 use crate::params::{TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
 use crate::quantize::QuantizedEnsemble;
-use crate::{boosting, cart, smartcore_io, xgboost};
+use crate::{boosting, cart, onnx_ml, smartcore_io, xgboost};
 
 /// How [`TreeModel::compile`] quantizes and lowers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +176,19 @@ impl TreeModel {
         Self::from_xgboost_json(&text)
     }
 
+    /// Imports a tree ensemble exported to ONNX in the `ai.onnx.ml` domain (skl2onnx for
+    /// scikit-learn trees, forests and gradient boosting; onnxmltools for LightGBM and
+    /// XGBoost), given as the file's bytes. See [`crate::onnx_ml`] for what is read.
+    pub fn from_onnx_ml_bytes(bytes: &[u8]) -> Result<Self> {
+        let (ensemble, kind) = onnx_ml::ensemble_from_onnx_ml(bytes)?;
+        Self::imported(kind, ensemble)
+    }
+
+    /// Imports an ONNX-ML tree ensemble file (at most [`onnx_ml::MAX_ONNX_ML_BYTES`]).
+    pub fn from_onnx_ml_file(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_onnx_ml_bytes(&onnx_ml::read_file(path.as_ref())?)
+    }
+
     /// Imports a model trained with smartcore directly (`DecisionTreeClassifier`,
     /// `DecisionTreeRegressor`, `RandomForestClassifier`, `RandomForestRegressor`), through
     /// its serde form.
@@ -257,8 +270,8 @@ impl TreeModel {
         CompileOptions { n_bits: p.n_bits, leaf_bits: self.params.leaf_bits(), sum_in_fhe: p.sum_in_fhe }
     }
 
-    /// The integer model: input quantizers calibrated on `calibration`, exact integer
-    /// thresholds, quantized leaves.
+    /// The integer model: input quantizers calibrated on `calibration`, integer thresholds,
+    /// quantized leaves.
     pub fn quantize(&self, calibration: ArrayView2<f64>) -> Result<QuantizedEnsemble> {
         let o = self.compile_options();
         QuantizedEnsemble::new(&self.ensemble, calibration, o.n_bits, o.leaf_bits)

@@ -1,6 +1,7 @@
 //! Quantization of a tree ensemble: per-feature input quantizers, integer thresholds that
-//! reproduce every float decision exactly on dequantized inputs, and integer leaf values on
-//! one scale for the whole ensemble.
+//! reproduce every float decision on dequantized inputs for models fitted on the grid (and
+//! follow the calibration data in the one bin a threshold of an imported model falls in),
+//! and integer leaf values on one scale for the whole ensemble.
 
 use fheml_circuits::{PostProcessing, Prediction, Task};
 use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
@@ -80,17 +81,52 @@ pub struct QuantizedEnsemble {
     pub task: Task,
 }
 
-/// The largest `q` in `[qmin, qmax]` whose dequantized value goes left, or `qmin - 1` when
-/// none does. Dequantization is increasing and every split rule is monotone, so the
-/// values going left are a prefix of the range.
-fn integer_threshold(ensemble: &TreeEnsemble, q: &UniformQuantizer, threshold: f64) -> i64 {
+/// The integer threshold of a split: the largest `q` in `[qmin, qmax]` whose inputs go
+/// left, or `qmin - 1` when none does.
+///
+/// Every bin (the inputs that round to one `q`) lies on one side of the threshold but the
+/// one the threshold falls in. A bin goes where its centre, the dequantized value, goes;
+/// the values going left are then a prefix of the range (dequantization is increasing and
+/// every split rule is monotone), which a binary search finds. The bin that holds the
+/// threshold goes instead where most of the calibration values that round into it go,
+/// when they do not split evenly. That matters for imported models, fitted on the raw
+/// features: XGBoost's thresholds are feature values (`x < t` with many inputs equal to
+/// `t`), a bootstrap sample can put a scikit-learn midpoint on a feature value, and in
+/// both cases the centre may lie on the other side of `t` than the inputs equal to it.
+/// Models fitted on the grid (fheml's own: every threshold between two grid values or on
+/// one) keep the centre's side: a threshold within a thousandth of a step of its bin's
+/// centre is left to the centre, and a bin that a threshold bounds holds calibration
+/// values of one side only.
+///
+/// `sorted` holds the feature's calibration values in increasing order.
+fn integer_threshold(ensemble: &TreeEnsemble, q: &UniformQuantizer, threshold: f64, sorted: &[f64]) -> i64 {
     let goes_left = |v: i64| ensemble.goes_left(q.dequantize_value(v), threshold);
     let (mut lo, mut hi) = (q.qmin(), q.qmax() + 1); // invariant: left below lo, right from hi
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if goes_left(mid) { lo = mid + 1 } else { hi = mid }
     }
-    lo - 1
+    let by_centre = lo - 1;
+    let Ok((bin, _)) = q.quantize_value(threshold) else {
+        return by_centre;
+    };
+    let (centre, step) = (q.dequantize_value(bin), q.scale());
+    if (threshold - centre).abs() <= step * 1e-3 {
+        return by_centre;
+    }
+    // The calibration values that round to `bin` lie within a step of its centre.
+    let start = sorted.partition_point(|x| *x < centre - step);
+    let (mut left, mut right) = (0usize, 0usize);
+    for &x in sorted[start..].iter().take_while(|x| **x <= centre + step) {
+        if q.quantize_value(x).is_ok_and(|(v, _)| v == bin) {
+            if ensemble.goes_left(x, threshold) { left += 1 } else { right += 1 }
+        }
+    }
+    match left.cmp(&right) {
+        std::cmp::Ordering::Greater => by_centre.max(bin),
+        std::cmp::Ordering::Less => by_centre.min(bin - 1),
+        std::cmp::Ordering::Equal => by_centre,
+    }
 }
 
 /// Picks the leaf quantization: exact when every leaf value is a small integer (vote
@@ -132,7 +168,9 @@ fn leaf_quantization(ensemble: &TreeEnsemble, leaf_bits: u8) -> LeafQuantization
 
 impl QuantizedEnsemble {
     /// Quantizes `ensemble`: input quantizers calibrated per feature on `calibration`
-    /// (unsigned, `n_bits`), thresholds mapped exactly, leaf values on `leaf_bits`.
+    /// (unsigned, `n_bits`), thresholds mapped to integers (see `integer_threshold`: the
+    /// calibration rows also decide the bin a threshold falls in), leaf values on
+    /// `leaf_bits`.
     pub fn new(ensemble: &TreeEnsemble, calibration: ArrayView2<f64>, n_bits: u8, leaf_bits: u8) -> Result<Self> {
         ensemble.validate()?;
         ensemble.check_rows(calibration)?;
@@ -145,6 +183,15 @@ impl QuantizedEnsemble {
         let config = QuantizerConfig::params().n_bits(n_bits).signed(false).symmetric(false).check()?;
         let quantizer = PerFeatureQuantizer::calibrate(&config, calibration)?;
         let leaves = leaf_quantization(ensemble, leaf_bits);
+        let sorted: Vec<Vec<f64>> = calibration
+            .columns()
+            .into_iter()
+            .map(|c| {
+                let mut c = c.to_vec();
+                c.sort_by(f64::total_cmp);
+                c
+            })
+            .collect();
         let mut trees = Vec::with_capacity(ensemble.trees.len());
         let mut trees_per_output = vec![0usize; ensemble.n_outputs];
         for tree in &ensemble.trees {
@@ -158,7 +205,7 @@ impl QuantizedEnsemble {
                             .ok_or(TreeError::FeatureCount { expected: ensemble.n_features, got: quantizer.len() })?;
                         QuantizedNode::Split {
                             feature: *feature,
-                            threshold: integer_threshold(ensemble, q, *threshold),
+                            threshold: integer_threshold(ensemble, q, *threshold, &sorted[*feature]),
                             left: *left,
                             right: *right,
                         }
@@ -310,7 +357,7 @@ impl QuantizedEnsemble {
 mod tests {
     use super::*;
     use crate::ensemble::{Precision, SplitRule, Tree};
-    use ndarray::array;
+    use ndarray::{Array2, array};
 
     fn ensemble(rule: SplitRule, threshold: f64) -> TreeEnsemble {
         TreeEnsemble {
@@ -345,6 +392,33 @@ mod tests {
         assert!(matches!(below.trees[0].nodes[0], QuantizedNode::Split { threshold: -1, .. }));
         let above = QuantizedEnsemble::new(&ensemble(SplitRule::Less, 50.0), calib.view(), 3, 6).unwrap();
         assert!(matches!(above.trees[0].nodes[0], QuantizedNode::Split { threshold: 7, .. }));
+    }
+
+    #[test]
+    fn the_bin_holding_a_threshold_follows_its_calibration_values() {
+        // 3 bits on [0, 7]: step 1, the bin of 3 holds [2.5, 3.5).
+        let threshold = |rule, t: f64, extra: &[f64]| {
+            let mut values = vec![0.0, 7.0];
+            values.extend_from_slice(extra);
+            let calib = Array2::from_shape_vec((values.len(), 1), values).unwrap();
+            match QuantizedEnsemble::new(&ensemble(rule, t), calib.view(), 3, 6).unwrap().trees[0].nodes[0] {
+                QuantizedNode::Split { threshold, .. } => threshold,
+                QuantizedNode::Leaf { .. } => panic!("a leaf"),
+            }
+        };
+        // Without calibration values in the bin, its centre decides: 3 < 3.3, left.
+        assert_eq!(threshold(SplitRule::Less, 3.3, &[]), 3);
+        // Inputs equal to an XGBoost threshold (`x < 3.3` is false at 3.3) send it right.
+        assert_eq!(threshold(SplitRule::Less, 3.3, &[3.3, 3.3, 3.0]), 2);
+        assert_eq!(threshold(SplitRule::Less, 3.3, &[3.3, 3.0, 2.9]), 3);
+        assert_eq!(threshold(SplitRule::Less, 3.3, &[3.3, 3.0]), 3, "a tie keeps the centre");
+        // `x <= 2.8` is true at 2.8: the bin of 3 goes left although its centre does not.
+        assert_eq!(threshold(SplitRule::LessOrEqual, 2.8, &[]), 2);
+        assert_eq!(threshold(SplitRule::LessOrEqual, 2.8, &[2.8, 2.7]), 3);
+        // A threshold on (or within a thousandth of a step of) a centre keeps the centre.
+        assert_eq!(threshold(SplitRule::Less, 3.0 + 1e-6, &[3.2, 3.4, 3.1]), 3);
+        // Values elsewhere do not count.
+        assert_eq!(threshold(SplitRule::Less, 3.3, &[3.6, 3.6, 3.6, 2.4, 2.4]), 3);
     }
 
     #[test]

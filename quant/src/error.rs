@@ -1,5 +1,16 @@
 //! The error type of the quant crate.
 
+/// A float for a message: plain notation for magnitudes in `[1e-4, 1e9)` (and zero), scientific
+/// outside, so that a value read from an untrusted file prints as `4.2e300`, not 301 digits.
+fn short(x: f64) -> String {
+    let magnitude = x.abs();
+    if magnitude == 0.0 || !x.is_finite() || (1e-4..1e9).contains(&magnitude) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// Everything that can go wrong while configuring, calibrating or applying a quantizer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -33,7 +44,7 @@ pub enum QuantError {
         got: usize,
     },
     /// A calibration range is not finite, or `min > max`.
-    #[error("invalid range [{min}, {max}]: bounds must be finite with min <= max")]
+    #[error("invalid range [{}, {}]: bounds must be finite with min <= max", short(*.min), short(*.max))]
     InvalidRange {
         /// Lower bound.
         min: f64,
@@ -42,8 +53,10 @@ pub enum QuantError {
     },
     /// A range cannot be quantized accurately in f64: too wide, or too narrow for its distance from 0.
     #[error(
-        "cannot quantize [{min}, {max}] with {n_bits} bits: the range is too wide, or too narrow for its \
-         distance from zero; rescale or center the data, or use a symmetric quantizer"
+        "cannot quantize [{}, {}] with {n_bits} bits: the range is too wide, or too narrow for its \
+         distance from zero; rescale or center the data, or use a symmetric quantizer",
+        short(*.min),
+        short(*.max)
     )]
     UnrepresentableRange {
         /// Lower bound.
@@ -54,7 +67,10 @@ pub enum QuantError {
         n_bits: u8,
     },
     /// An explicit scale is not positive, or so large that the integer grid overflows f64.
-    #[error("scale must be positive and small enough for every integer to dequantize to a finite float, got {0}")]
+    #[error(
+        "scale must be positive and small enough for every integer to dequantize to a finite float, got {}",
+        short(*.0)
+    )]
     InvalidScale(f64),
     /// An explicit zero point is too far from zero for exact float arithmetic.
     #[error("zero point {zero_point} exceeds ±{limit}; such a grid loses precision in f64, center the data")]
@@ -82,4 +98,18 @@ pub enum QuantError {
         /// Output column.
         output: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuantError;
+
+    #[test]
+    fn floats_in_messages_stay_short() {
+        let text = QuantError::InvalidScale(4.2e300).to_string();
+        assert!(text.ends_with("got 4.2e300"), "{text}");
+        assert!(QuantError::InvalidScale(0.25).to_string().ends_with("got 0.25"));
+        let range = QuantError::InvalidRange { min: -1e-300, max: 3.0 }.to_string();
+        assert!(range.contains("[-1e-300, 3]"), "{range}");
+    }
 }

@@ -9,6 +9,8 @@
 //!   [--limit ROWS] [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]`:
 //!   accuracy, bootstraps, input ciphertexts and Execute latency against n_bits, one model per
 //!   family, to `bench/sweep.{json,csv}` and the figure `bench/nbits_sweep.svg`.
+//! - `cargo xtask fuzz [--factor N]`: the decoder fuzz tests (fhe-runtime's `tests/it/fuzz.rs`)
+//!   with N times their `cargo test` case counts (default 20), in release mode.
 //! - `cargo xtask release <version> [--execute]`: lockstep version bump, CHANGELOG check,
 //!   `cargo publish --workspace` (dry run unless `--execute`), and the tag to create.
 
@@ -35,7 +37,24 @@ fn ci() -> bool {
         && cargo(&["test", "--workspace"])
 }
 
-const USAGE: &str = "usage: cargo xtask ci | release <version> [--execute] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
+/// Runs the decoder fuzz tests with `FHEML_FUZZ_CASES` set to the factor (`--factor N`).
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let factor = match args {
+        [] => 20,
+        [flag, n] if flag == "--factor" => n.parse::<u32>().map_err(|_| format!("--factor {n}: not a number"))?,
+        _ => return Err("usage: cargo xtask fuzz [--factor N]".into()),
+    };
+    let args = ["test", "--release", "-p", "fheml-fhe-runtime", "--test", "it", "fuzz"];
+    eprintln!("$ FHEML_FUZZ_CASES={factor} cargo {}", args.join(" "));
+    let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .env("FHEML_FUZZ_CASES", factor.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(()).ok_or_else(|| "fuzz failed".to_string())
+}
+
+const USAGE: &str = "usage: cargo xtask ci | fuzz [--factor N] | release <version> [--execute] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
 [--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro] \
 | bench --sweep [--quick] [--datasets breast_cancer] [--models ...] [--bits 2,3,4,5,6,7,8] [--limit 3] \
 [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]";
@@ -46,6 +65,7 @@ fn main() -> ExitCode {
         Some("ci") => ci().then_some(()).ok_or_else(|| "ci failed".to_string()),
         Some("bench") => bench::run(&args[1..]),
         Some("release") => release::run(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

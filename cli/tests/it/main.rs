@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 mod data;
 mod import;
+mod load;
 mod nn;
+mod onnx_ml;
 mod serve;
 
 pub(crate) struct Scratch(PathBuf);

@@ -200,3 +200,49 @@ fn onnx_import_warns_when_quantization_parts_from_the_float_network() {
     let coarse = import(&["--n-bits", "2", "--set", "w_bits=2,a_bits=1"]);
     assert!(coarse.contains("warning: the quantized network") && coarse.contains("--n-bits"), "{coarse}");
 }
+
+#[test]
+fn budget_ms_sizes_the_mlp_from_the_cost_model() {
+    let dir = Scratch::new("mlp-budget");
+    let (train, _) = write_iris(&dir);
+    let model = dir.path("budget.fheml");
+    let budget = 150.0;
+    let args = ["train", "--model", "mlp", "--data", s(&train), "--set", "epochs=10", "--budget-ms", "150"];
+    let out = fheml(&[&args[..], &["--out", s(&model)]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("budget 150 ms: hidden="), "{stderr}");
+    let inspect = json(&["inspect", s(&model), "--json"]);
+    let expected_ms = inspect["report"]["expected_seconds"].as_f64().unwrap() * 1e3;
+    let units = inspect["report"]["bootstraps"].as_u64().unwrap();
+    assert!(expected_ms <= budget * 1.05, "expected {expected_ms} ms for a {budget} ms budget");
+    // The widest width that fits: the next width up would not (the runtime prices a
+    // bootstrap at several milliseconds, so 150 ms holds a few dozen at most).
+    assert!((4..=64).contains(&units), "{units} bootstraps");
+
+    // Bits given with --set stay; an impossible budget and a model without width are refused.
+    let fixed = dir.path("fixed.fheml");
+    ok(&[
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        s(&train),
+        "--set",
+        "epochs=4,w_bits=2,a_bits=2",
+        "--budget-ms",
+        "150",
+        "--out",
+        s(&fixed),
+    ]);
+    let inspect = ok(&["inspect", s(&fixed)]);
+    assert!(inspect.contains("weights 2 bits"), "{inspect}");
+    fails(
+        &["train", "--model", "mlp", "--data", s(&train), "--set", "epochs=2", "--budget-ms", "1", "--out", s(&fixed)],
+        "fits no network: the cheapest tried (hidden=4",
+    );
+    fails(
+        &["train", "--model", "gbdt", "--data", s(&train), "--budget-ms", "100", "--out", s(&fixed)],
+        "--budget-ms sizes mlp",
+    );
+}

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use crate::{Scratch, fheml, ok, s, write_dataset};
+use crate::{Scratch, fails, fheml, ok, s, write_dataset};
 
 struct Server(Child, String);
 
@@ -17,25 +17,22 @@ impl Drop for Server {
 }
 
 fn start(model: &std::path::Path, keys: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fheml"))
-        .args([
-            "serve",
-            "--model",
-            s(model),
-            "--addr",
-            "127.0.0.1:0",
-            "--key-dir",
-            s(keys),
-            "--max-body-bytes",
-            "200000",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    spawn(&["serve", "--model", s(model), "--addr", "127.0.0.1:0", "--key-dir", s(keys), "--max-body-bytes", "200000"])
+}
+
+/// Starts `fheml serve` with `args`; the server and its address (`host:port`).
+fn spawn(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fheml")).args(args).stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let addr = line.split("://").nth(1).unwrap_or_else(|| panic!("no address in `{line}`"));
+    let addr = addr.split_whitespace().next().unwrap().to_string();
     Server(child, addr)
+}
+
+/// Whether the keys in `keys` still decrypt `answer` to `expected`.
+fn out_matches(keys: &std::path::Path, answer: &std::path::Path, model: &std::path::Path, expected: &str) -> bool {
+    ok(&["decrypt", "--model", s(model), "--key", s(&keys.join("client.key")), "--in", s(answer)]) == expected
 }
 
 /// One raw HTTP/1.1 request; returns the status code.
@@ -71,6 +68,18 @@ fn server_answers_match_files_and_survive_bad_requests() {
     ok(&["run", "--model", s(&model), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&answer)]);
     let expected = ok(&["decrypt", "--model", s(&model), "--key", s(&keys.join("client.key")), "--in", s(&answer)]);
 
+    // The secret key is readable by its owner only; keygen does not overwrite keys silently.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join("client.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "client.key mode {mode:o}");
+    }
+    fails(&["keygen", "--model", s(&model), "--out-dir", s(&keys)], "--force");
+    assert!(out_matches(&keys, &answer, &model, &expected), "the refused keygen kept the old keys");
+    // A server reachable from other machines needs a token (or an explicit opt-out).
+    fails(&["serve", "--model", s(&model), "--addr", "0.0.0.0:0"], "--token-file");
+
     let server = start(&model, &dir.path("server-keys"));
     let url = format!("http://{}", server.1);
     assert_eq!(raw(&server.1, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 200);
@@ -89,10 +98,11 @@ fn server_answers_match_files_and_survive_bad_requests() {
         "POST /models/cancer/run?key_id={} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
         "0".repeat(64)
     );
-    assert_eq!(raw(&server.1, &missing), 404);
+    // A model without table lookups takes no key: the id is ignored, the garbage refused.
+    assert_eq!(raw(&server.1, &missing), 400);
     assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
     let oversized = format!(
-        "POST /models/cancer/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
+        "POST /models/cancer/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
         "x".repeat(5_000_000)
     );
     assert_eq!(raw(&server.1, &oversized), 413);
@@ -119,4 +129,100 @@ fn server_answers_match_files_and_survive_bad_requests() {
         }
     }
     assert_eq!(raw(&server.1, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 200, "still serving");
+}
+
+/// A private CA and a server certificate it signed for `localhost` (only), as PEM
+/// files in `dir`: (ca.pem, cert.pem, key.pem).
+fn private_ca(dir: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "fheml test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf_params.distinguished_name.push(DnType::CommonName, "fheml test server");
+    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
+    let paths = (dir.path("ca.pem"), dir.path("cert.pem"), dir.path("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_serves_an_encrypted_tree_request_end_to_end() {
+    let dir = Scratch::new("tls");
+    let data = dir.path("data");
+    ok(&["dataset", "--name", "iris", "--out-dir", s(&data)]);
+    let (train, test) = (data.join("iris_train.csv"), data.join("iris_test.csv"));
+    let model = dir.path("tree.fheml");
+    ok(&["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3", "--out", s(&model)]);
+    let five = dir.path("five.csv");
+    let text = std::fs::read_to_string(&test).unwrap();
+    std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let expected = ok(&["predict", "--model", s(&model), "--data", s(&five)]);
+    let (ca, cert, key) = private_ca(&dir);
+    let token = dir.path("token");
+    std::fs::write(&token, "tls-test-token\n").unwrap();
+
+    // Certificates that cannot serve are refused at startup, naming the files.
+    fails(&["serve", "--model", s(&model), "--tls-cert", s(&key), "--tls-key", s(&key)], "no PEM certificate");
+    fails(&["serve", "--model", s(&model), "--tls-cert", s(&ca), "--tls-key", s(&key)], "ca.pem");
+    fails(&["serve", "--model", s(&model), "--tls-cert", s(&cert)], "--tls-key");
+    // Off loopback, a token alone is not enough: TLS too, or the explicit opt-out.
+    fails(&["serve", "--model", s(&model), "--addr", "0.0.0.0:0", "--token-file", s(&token)], "--tls-cert");
+
+    let server = spawn(&[
+        "serve",
+        "--model",
+        s(&model),
+        "--addr",
+        "127.0.0.1:0",
+        "--key-dir",
+        s(&dir.path("server-keys")),
+        "--token-file",
+        s(&token),
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+    ]);
+    let port = server.1.rsplit(':').next().unwrap().to_string();
+    let client_keys = dir.path("client-keys");
+    let client = |url: &str, ca: Option<&std::path::Path>| {
+        let mut args = vec!["client", "--url", url, "--name", "tree", "--data", s(&five), "--token-file", s(&token)];
+        args.extend(["--key-dir", s(&client_keys)]);
+        if let Some(ca) = ca {
+            args.extend(["--ca-cert", s(ca)]);
+        }
+        fheml(&args)
+    };
+    // Key upload and one encrypted batch over TLS.
+    let url = format!("https://localhost:{port}");
+    let out = client(&url, Some(&ca));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    // The client verifies the server: without the private CA it refuses the certificate,
+    // and with it a host the certificate does not name.
+    for (url, ca) in [(url.as_str(), None), (&format!("https://127.0.0.1:{port}"), Some(ca.as_path()))] {
+        let refused = client(url, ca);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{url} {ca:?} accepted");
+        assert!(err.contains("--ca-cert") && !err.contains("panicked"), "{err}");
+    }
+    // Plain HTTP to the TLS port gets no HTTP answer; the client refuses to send its token
+    // in clear to another machine, before connecting anywhere.
+    let mut stream = TcpStream::connect(&server.1).unwrap();
+    let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "plain HTTP answered on the TLS port");
+    let clear = client("http://192.0.2.1:9", None);
+    assert!(String::from_utf8_lossy(&clear.stderr).contains("in clear"));
+    let again = client(&url, Some(&ca));
+    assert!(again.status.success(), "server down after the refused connections");
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), expected);
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod execute;
+mod fuzz;
 mod many_lut;
 mod optimizer;
 mod serialization;

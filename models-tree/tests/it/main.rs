@@ -6,4 +6,5 @@ mod common;
 mod equivalence;
 mod errors;
 mod execute;
+mod onnx_ml;
 mod xgboost_fixture;
