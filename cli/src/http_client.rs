@@ -1,5 +1,6 @@
 //! `fheml client`: talks to `fheml serve` — fetch the client part, upload the evaluation
-//! key once (models with table lookups only), send encrypted rows, decrypt the answers.
+//! key once (models with table lookups only) and the public key the server sanitizes
+//! answers with (when it does), send encrypted rows, decrypt the answers.
 
 use std::io::Read;
 use std::path::Path;
@@ -24,6 +25,8 @@ pub struct RemoteModel {
     /// The compressed evaluation key and its id on the server; `None` for a model without
     /// table lookups, which the server evaluates without a key.
     uploaded: Option<(Vec<u8>, String)>,
+    /// The public key and its id on the server; `None` when the server does not sanitize.
+    public: Option<(Vec<u8>, String)>,
 }
 
 fn http_error(what: &str, e: impl std::fmt::Display) -> CliError {
@@ -181,7 +184,23 @@ impl RemoteModel {
                 (key, Some(eval.to_bytes()?))
             }
         };
-        let mut remote = Self { agent, base, token, part, key, uploaded: None };
+        let mut remote = Self { agent, base, token, part, key, uploaded: None, public: None };
+        if remote.part.spec.sanitized {
+            // Kept beside the secret key: the server stores public keys by content too.
+            let path = stored.as_ref().map(|p| p.with_extension("public"));
+            let public_bytes = match path.as_ref().filter(|p| p.exists()) {
+                Some(p) => read_limited(p, fheml_fhe_runtime::sanitize::PUBLIC_KEY_BYTES)?,
+                None => {
+                    let bytes = remote.part.spec.public_key(&remote.key)?.to_bytes()?;
+                    if let Some(p) = &path {
+                        write_atomically(p, &bytes)?;
+                    }
+                    bytes
+                }
+            };
+            let id = remote.upload_to("public_key", &public_bytes)?;
+            remote.public = Some((public_bytes, id));
+        }
         if !remote.part.spec.needs_evaluation_key {
             return Ok(remote);
         }
@@ -206,7 +225,12 @@ impl RemoteModel {
     }
 
     fn upload(&self, eval_bytes: &[u8]) -> Result<String> {
-        let answer = self.call_once(&format!("{}/keys", self.base), Some(eval_bytes))?.map_err(Self::refused)?;
+        self.upload_to("keys", eval_bytes)
+    }
+
+    /// Uploads a key to `endpoint` (`keys` or `public_key`); its id on the server.
+    fn upload_to(&self, endpoint: &str, bytes: &[u8]) -> Result<String> {
+        let answer = self.call_once(&format!("{}/{endpoint}", self.base), Some(bytes))?.map_err(Self::refused)?;
         let text = String::from_utf8_lossy(&answer);
         Ok(text
             .split('"')
@@ -231,20 +255,35 @@ impl RemoteModel {
     fn predict_batch(&self, x: ArrayView2<f64>) -> Result<Vec<Prediction>> {
         let inputs = x.rows().into_iter().map(|r| self.part.encode(&r.to_vec())).collect::<Result<Vec<_>>>()?;
         let query = self.part.spec.encrypt(&self.key, &inputs)?.to_bytes()?;
-        let answer = match &self.uploaded {
-            None => self.call_once(&format!("{}/run", self.base), Some(&query))?.map_err(Self::refused)?,
-            Some((eval_bytes, key_id)) => {
-                let url = format!("{}/run?key_id={key_id}", self.base);
-                match self.call_once(&url, Some(&query))? {
-                    Ok(answer) => answer,
-                    // The server evicted the key (it keeps keys within a quota): upload it
-                    // again, once, under the same content-derived id.
-                    Err(Refused(404, message)) if message.contains("evaluation key") => {
-                        self.upload(eval_bytes)?;
-                        self.call_once(&url, Some(&query))?.map_err(Self::refused)?
-                    }
-                    Err(refused) => return Err(Self::refused(refused)),
+        let mut parameters = Vec::new();
+        if let Some((_, key_id)) = &self.uploaded {
+            parameters.push(format!("key_id={key_id}"));
+        }
+        if let Some((_, public_key_id)) = &self.public {
+            parameters.push(format!("public_key_id={public_key_id}"));
+        }
+        let url = if parameters.is_empty() {
+            format!("{}/run", self.base)
+        } else {
+            format!("{}/run?{}", self.base, parameters.join("&"))
+        };
+        // The server evicts keys to stay within its quotas: a key it no longer has is
+        // uploaded again (same content-derived id), at most once per kind.
+        let mut reuploaded = (false, false);
+        let answer = loop {
+            match self.call_once(&url, Some(&query))? {
+                Ok(answer) => break answer,
+                Err(Refused(404, message)) if message.contains("no evaluation key") && !reuploaded.0 => {
+                    let (eval_bytes, _) = self.uploaded.as_ref().ok_or_else(|| Self::refused(Refused(404, message)))?;
+                    self.upload(eval_bytes)?;
+                    reuploaded.0 = true;
                 }
+                Err(Refused(404, message)) if message.contains("no public key") && !reuploaded.1 => {
+                    let (public_bytes, _) = self.public.as_ref().ok_or_else(|| Self::refused(Refused(404, message)))?;
+                    self.upload_to("public_key", public_bytes)?;
+                    reuploaded.1 = true;
+                }
+                Err(refused) => return Err(Self::refused(refused)),
             }
         };
         let outputs = EncryptedOutputs::from_bytes(&answer, &self.part.spec.fingerprint)?;

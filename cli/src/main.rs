@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fheml_fhe_runtime::{
-    ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, limits,
+    ClientKey, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, FheConfig, Mode, PublicKey, Sanitization,
+    limits, sanitize,
 };
 
 use crate::data::{CsvOptions, DEFAULT_TARGET, DataSchema, RawTable, ScoringTable, Selection, Table, Target};
@@ -76,6 +77,16 @@ struct CompileArgs {
     /// Decrypt every output exactly, real-valued ones included.
     #[arg(long)]
     exact_outputs: bool,
+    /// Plan outputs for sanitization, which `fheml serve` requires by default: the server
+    /// re-randomizes every answer and floods its noise to the output's error budget, so that
+    /// answers give nothing of the weights away (docs/privacy.md). Costs precision (outputs
+    /// use their whole error budget) and, for models with lookups, quieter parameters.
+    #[arg(long)]
+    sanitize: bool,
+    /// With --sanitize: the least statistical hiding, in bits, of every output's own noise
+    /// behind the flood.
+    #[arg(long, default_value_t = fheml_fhe_runtime::plan::DEFAULT_SANITIZE_BITS, requires = "sanitize")]
+    sanitize_bits: u32,
 }
 
 impl CompileArgs {
@@ -85,6 +96,8 @@ impl CompileArgs {
             .parameter_mode(self.params.parse()?)
             .output_std(self.output_std)
             .exact_outputs(self.exact_outputs)
+            .sanitize(self.sanitize)
+            .sanitize_bits(self.sanitize_bits)
             .check()?)
     }
 }
@@ -276,12 +289,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a client key and a (compressed) evaluation key.
+    /// Generate a client key, a (compressed) evaluation key and, for a model compiled with
+    /// sanitization, the public key the server sanitizes answers with.
     Keygen {
         /// Model file.
         #[arg(long)]
         model: PathBuf,
-        /// Directory for client.key and eval.key.
+        /// Directory for client.key, eval.key (and public.key).
         #[arg(long)]
         out_dir: PathBuf,
         /// Replace keys already in the directory (answers encrypted for the old key can then
@@ -315,6 +329,14 @@ enum Command {
         /// Evaluation key.
         #[arg(long)]
         eval_key: PathBuf,
+        /// The client's public key (keygen's public.key): sanitizes the answer, as
+        /// `fheml serve` does. Needed for a model compiled with sanitization.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Answer a model compiled with sanitization without sanitizing (its answer then
+        /// gives the client the model's weights).
+        #[arg(long, conflicts_with = "public_key")]
+        no_sanitize: bool,
         /// Encrypted query.
         #[arg(long = "in")]
         input: PathBuf,
@@ -382,6 +404,11 @@ enum Command {
         /// Lowers the body limits derived from each model (never raises them).
         #[arg(long)]
         max_body_bytes: Option<usize>,
+        /// Sanitize every answer with the client's public key, so that answers give nothing of
+        /// the weights away (docs/privacy.md). On by default: a model compiled without
+        /// sanitization is refused unless `--sanitize=false`.
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        sanitize: bool,
         /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -711,7 +738,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { model, json } => inspect(&SavedModel::load(&model)?, json),
         Command::Keygen { model, out_dir, force } => {
             let saved = SavedModel::load(&model)?;
-            for existing in ["client.key", "eval.key"].map(|f| out_dir.join(f)) {
+            for existing in ["client.key", "eval.key", "public.key"].map(|f| out_dir.join(f)) {
                 if existing.exists() && !force {
                     return Err(CliError::Usage(format!(
                         "{} exists; pass --force to replace it (answers encrypted under the old key could no longer be decrypted)",
@@ -720,10 +747,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
-            let (client_key, eval_key) = saved.fhe.compiled().client_spec().keygen_compressed();
+            let spec = saved.fhe.compiled().client_spec();
+            let (client_key, eval_key) = spec.keygen_compressed();
             model_file::write_secret_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
-            say!("wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)", out_dir.display());
+            if spec.sanitized {
+                write_atomically(&out_dir.join("public.key"), &spec.public_key(&client_key)?.to_bytes()?)?;
+                say!(
+                    "wrote {0}/client.key (keep it secret), {0}/eval.key and {0}/public.key (send both to the server)",
+                    out_dir.display()
+                );
+            } else {
+                say!(
+                    "wrote {0}/client.key (keep it secret) and {0}/eval.key (send it to the server)",
+                    out_dir.display()
+                );
+            }
             Ok(())
         }
         Command::Encrypt { model, key, data, ignore_extra, out } => {
@@ -737,14 +776,30 @@ fn run(cli: Cli) -> Result<()> {
             say!("encrypted {} rows into {}", x.nrows(), out.display());
             Ok(())
         }
-        Command::Run { model, eval_key, input, out } => {
+        Command::Run { model, eval_key, public_key, no_sanitize, input, out } => {
             let saved = SavedModel::load(&model)?;
-            let fp = saved.fhe.compiled().fingerprint();
+            let compiled = saved.fhe.compiled();
+            let fp = compiled.fingerprint();
+            let sanitizer = match public_key {
+                Some(path) => {
+                    let public = PublicKey::from_bytes(&read_limited(&path, sanitize::PUBLIC_KEY_BYTES)?, &fp)?;
+                    Some(compiled.sanitizer(&public)?)
+                }
+                None if compiled.plan().sanitization.is_some() && !no_sanitize => {
+                    return Err(CliError::Usage(
+                        "this model sanitizes its answers: pass the client's public key (--public-key, keygen's \
+                         public.key), or --no-sanitize"
+                            .into(),
+                    ));
+                }
+                None => None,
+            };
             let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?;
-            key.check_conformant(saved.fhe.compiled())?;
+            key.check_conformant(compiled)?;
             let key = key.decompress();
             let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
-            let answer = saved.fhe.compiled().run(&key, &query)?;
+            let sanitization = sanitizer.as_ref().map_or(Sanitization::Off, Sanitization::On);
+            let answer = compiled.run_with(&key, &query, sanitization)?;
             write_atomically(&out, &answer.to_bytes()?)?;
             say!("evaluated {} encrypted rows into {}", query.len(), out.display());
             Ok(())
@@ -772,6 +827,7 @@ fn run(cli: Cli) -> Result<()> {
             key_disk_bytes,
             chunk_bytes,
             max_body_bytes,
+            sanitize,
             tls_cert,
             tls_key,
         } => {
@@ -794,6 +850,7 @@ fn run(cli: Cli) -> Result<()> {
                 chunk_bytes,
                 max_body_bytes,
                 token,
+                sanitize,
                 ..serve::ServeOptions::new(key_dir)
             };
             let router = serve::router(served, options)?;

@@ -6,7 +6,12 @@
 //! - `POST /models/{name}/keys` (body: compressed evaluation key) → `{"key_id": ...}`;
 //!   keys are checked against the model's parameter set, stored under their content hash,
 //!   within memory and disk quotas
-//! - `POST /models/{name}/run[?key_id=...]` (body: encrypted inputs) → encrypted outputs
+//! - `POST /models/{name}/public_key` (body: the client's public key) →
+//!   `{"public_key_id": ...}`; checked against the model, stored like evaluation keys
+//! - `POST /models/{name}/run[?key_id=...][&public_key_id=...]` (body: encrypted inputs) →
+//!   encrypted outputs, sanitized with the client's public key (`--sanitize`, the default):
+//!   re-randomized and flooded so that they give nothing of the model's weights away
+//!   (docs/privacy.md)
 //!
 //! Every byte a client sends is treated as hostile: bodies are limited per model and
 //! endpoint (derived from the model's parameters), samples per request are capped, keys and
@@ -32,7 +37,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fheml_fhe_runtime::{CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EvaluationKey, FheError, Kind};
+use fheml_fhe_runtime::{
+    CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EvaluationKey, FheError, Kind, PublicKey, Sanitizer,
+};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -68,6 +75,9 @@ pub struct ServeOptions {
     pub max_body_bytes: Option<usize>,
     /// The bearer token every request but `/health` must carry; `None` serves anyone.
     pub token: Option<String>,
+    /// Sanitize every answer with the client's public key (models compiled without room for
+    /// it are refused at start).
+    pub sanitize: bool,
 }
 
 impl ServeOptions {
@@ -84,6 +94,7 @@ impl ServeOptions {
             chunk_bytes: 256 << 20,
             max_body_bytes: None,
             token: None,
+            sanitize: true,
         }
     }
 }
@@ -98,6 +109,8 @@ const WIRE_BYTES_PER_COEFFICIENT: usize = 9;
 /// Bodies of a model without table lookups to `/keys`: just enough to read the envelope and
 /// answer that no key is needed.
 const LEVELED_KEY_BODY: usize = 4 << 10;
+/// Public keys are small (`k·N` words): their store gets this share of the key quotas.
+const PUBLIC_KEY_QUOTA_SHARE: u64 = 32;
 
 struct Served {
     model: SavedModel,
@@ -108,6 +121,8 @@ struct Served {
     keys_body_limit: usize,
     /// Largest `/run` body: `max_samples` samples of the model's inputs.
     run_body_limit: usize,
+    /// Largest `/public_key` body: one public key of the model's parameter set.
+    public_key_body_limit: usize,
     /// Memory of one expanded key of the model's parameter set.
     expanded_key_bytes: u64,
 }
@@ -121,6 +136,8 @@ impl Served {
 struct AppState {
     models: HashMap<String, Arc<Served>>,
     keys: KeyStore<EvaluationKey>,
+    /// Uploaded public keys, checked and expanded, by content hash (sanitizing servers).
+    public_keys: Option<KeyStore<Sanitizer>>,
     options: ServeOptions,
     /// Requests admitted to `/run` and `/keys` (running or waiting).
     admitted: Arc<Semaphore>,
@@ -267,23 +284,101 @@ async fn upload_key(
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
         let _turn = turn;
         let key = Arc::new(expand_key(&model, &body)?);
-        worker_state.keys.insert(&id, &body, key, model.expanded_key_bytes).map_err(|e| match e {
-            StoreError::TooLarge(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m),
-            StoreError::Io(m) => {
-                // The detail names the server's folders: for the operator, not the client.
-                eprintln!("fheml serve: cannot store key {id}: {m}");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the key on the server")
-            }
-        })
+        worker_state.keys.insert(&id, &body, key, model.expanded_key_bytes).map_err(|e| store_error(&id, e))
     })
     .await
     .map_err(internal)??;
     Ok(format!("{{\"key_id\":\"{key_id}\"}}"))
 }
 
+/// Reads, checks and expands a public key for `model`.
+fn expand_public_key(model: &Served, bytes: &[u8]) -> ApiResult<Sanitizer> {
+    let public = PublicKey::from_bytes(bytes, &model.compiled().fingerprint())?;
+    Ok(model.compiled().sanitizer(&public)?)
+}
+
+async fn upload_public_key(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult<String> {
+    let model = served(&state, &name)?;
+    let not_sanitized = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("model `{name}` is served without sanitization and takes no public key"),
+        )
+    };
+    if state.public_keys.is_none() || model.compiled().plan().sanitization.is_none() {
+        return Err(not_sanitized());
+    }
+    let body = read_body(body, &headers, model.public_key_body_limit, "public key").await?;
+    let id = hex(&Sha256::digest(&body));
+    let for_this_model = fheml_fhe_runtime::peek_fingerprint(&body, Kind::PublicKey)
+        .is_ok_and(|fp| fp == model.compiled().fingerprint());
+    if for_this_model && state.public_keys.as_ref().is_some_and(|store| store.in_memory(&id).is_some()) {
+        return Ok(format!("{{\"public_key_id\":\"{id}\"}}"));
+    }
+    let worker_state = state.clone();
+    let key_id = id.clone();
+    tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        let sanitizer = Arc::new(expand_public_key(&model, &body)?);
+        let bytes = body.len() as u64;
+        let store = worker_state
+            .public_keys
+            .as_ref()
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "this server takes no public key"))?;
+        store.insert(&key_id, &body, sanitizer, 2 * bytes).map_err(|e| store_error(&key_id, e))
+    })
+    .await
+    .map_err(internal)??;
+    Ok(format!("{{\"public_key_id\":\"{id}\"}}"))
+}
+
+fn store_error(id: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::TooLarge(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m),
+        StoreError::Io(m) => {
+            // The detail names the server's folders: for the operator, not the client.
+            eprintln!("fheml serve: cannot store key {id}: {m}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the key on the server")
+        }
+    }
+}
+
+/// The expanded public key `id`: from memory, else from the key folder, checked again.
+fn stored_public_key(state: &AppState, model: &Served, id: &str) -> ApiResult<Arc<Sanitizer>> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, format!("no public key `{id}`; upload it (again) first"));
+    let store = state.public_keys.as_ref().ok_or_else(unknown)?;
+    if let Some(key) = store.in_memory(id) {
+        return Ok(key);
+    }
+    if !store.on_disk(id) {
+        return Err(unknown());
+    }
+    let bytes = crate::model_file::read_limited(&store.path(id), model.public_key_body_limit).map_err(|_| unknown())?;
+    if hex(&Sha256::digest(&bytes)) != id {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored public key `{id}` is corrupted")));
+    }
+    let key = Arc::new(expand_public_key(model, &bytes)?);
+    let _ = store.insert(id, &bytes, key.clone(), 2 * bytes.len() as u64);
+    Ok(key)
+}
+
 #[derive(Deserialize)]
 struct RunQuery {
     key_id: Option<String>,
+    public_key_id: Option<String>,
+}
+
+/// A key id from a query: 64 hex digits, lowercased.
+fn checked_id(id: String, what: &str) -> ApiResult<String> {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_lowercase())
+    } else {
+        Err(ApiError::new(StatusCode::BAD_REQUEST, format!("{what} must be 64 hex digits")))
+    }
 }
 
 /// The expanded key for `key_id`: from memory, else from the key folder (written by this
@@ -329,8 +424,17 @@ async fn run(
                 "key_id missing: upload an evaluation key to /keys first and pass its id",
             ));
         }
-        (None, Some(id)) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => Some(id.to_lowercase()),
-        (None, Some(_)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "key_id must be 64 hex digits")),
+        (None, Some(id)) => Some(checked_id(id, "key_id")?),
+    };
+    let public_key_id = match (state.options.sanitize, query.public_key_id) {
+        (false, _) => None,
+        (true, Some(id)) => Some(checked_id(id, "public_key_id")?),
+        (true, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "public_key_id missing: this server sanitizes its answers; upload your public key to /public_key first and pass its id",
+            ));
+        }
     };
     let body = read_body(body, &headers, model.run_body_limit, "encrypted batch").await?;
     let turn = state.evaluating.clone().acquire_owned().await.map_err(|_| busy())?;
@@ -355,8 +459,12 @@ async fn run(
             (None, Some(id)) => stored_key(&worker_state, &model, &id)?,
             (None, None) => return Err(FheError::MissingEvaluationKey.into()),
         };
+        let sanitizer = public_key_id.map(|id| stored_public_key(&worker_state, &model, &id)).transpose()?;
         let keep_going = || !cancelled.load(Ordering::Relaxed);
-        let outputs = compiled.run_chunked(&key, &inputs, worker_state.options.chunk_bytes, &keep_going)?;
+        let mut outputs = compiled.run_chunked(&key, &inputs, worker_state.options.chunk_bytes, &keep_going)?;
+        if let Some(sanitizer) = sanitizer {
+            compiled.sanitize(&sanitizer, &mut outputs)?;
+        }
         Ok(outputs.to_bytes()?)
     })
     .await
@@ -417,8 +525,17 @@ fn describe_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 fn served_model(name: String, model: SavedModel, options: &ServeOptions) -> Result<(String, Arc<Served>)> {
-    let client_part = ClientPart::of(&model).to_bytes()?;
     let compiled = model.fhe.compiled();
+    if options.sanitize && compiled.plan().sanitization.is_none() {
+        return Err(CliError::Usage(format!(
+            "model `{name}` was compiled without sanitization, so its answers would give clients its weights \
+             (docs/privacy.md): train or import it with --sanitize, or serve it with --sanitize=false"
+        )));
+    }
+    let mut client_part = ClientPart::of(&model);
+    // A server that does not sanitize tells its clients not to send a public key.
+    client_part.spec.sanitized &= options.sanitize;
+    let client_part = client_part.to_bytes()?;
     let set = compiled.plan().parameters.set();
     let n = set.params.polynomial_size.0;
     let coefficients = options.max_samples.saturating_mul(compiled.inputs_per_sample()).div_ceil(n).max(1) * n;
@@ -431,11 +548,14 @@ fn served_model(name: String, model: SavedModel, options: &ServeOptions) -> Resu
         (compressed / 8).saturating_mul(WIRE_BYTES_PER_COEFFICIENT).saturating_add(BODY_SLACK)
     };
     let cap = options.max_body_bytes.unwrap_or(usize::MAX);
+    let derived_public_key =
+        set.big_lwe_dimension().saturating_mul(WIRE_BYTES_PER_COEFFICIENT).saturating_add(BODY_SLACK);
     let served = Served {
         client_part,
         leveled_key,
         keys_body_limit: derived_keys.min(cap),
         run_body_limit: derived_run.min(cap),
+        public_key_body_limit: derived_public_key.min(cap),
         expanded_key_bytes: set.evaluation_key_bytes(),
         model,
     };
@@ -448,6 +568,16 @@ pub fn router(models: Vec<(String, SavedModel)>, options: ServeOptions) -> Resul
         return Err(CliError::Usage("--max-samples, --max-concurrent and --max-queued must be at least 1".into()));
     }
     let keys = KeyStore::open(&options.key_dir, options.key_memory_bytes, options.key_disk_bytes)?;
+    let public_keys = options
+        .sanitize
+        .then(|| {
+            KeyStore::open(
+                &options.key_dir.join("public"),
+                options.key_memory_bytes / PUBLIC_KEY_QUOTA_SHARE,
+                options.key_disk_bytes / PUBLIC_KEY_QUOTA_SHARE,
+            )
+        })
+        .transpose()?;
     let models = models
         .into_iter()
         .map(|(name, model)| served_model(name, model, &options))
@@ -456,6 +586,7 @@ pub fn router(models: Vec<(String, SavedModel)>, options: ServeOptions) -> Resul
     let state = Arc::new(AppState {
         models,
         keys,
+        public_keys,
         admitted: Arc::new(Semaphore::new(options.max_queued)),
         evaluating: Arc::new(Semaphore::new(options.max_concurrent)),
         token_digest,
@@ -463,6 +594,7 @@ pub fn router(models: Vec<(String, SavedModel)>, options: ServeOptions) -> Resul
     });
     let expensive = Router::new()
         .route("/models/{name}/keys", post(upload_key))
+        .route("/models/{name}/public_key", post(upload_public_key))
         .route("/models/{name}/run", post(run))
         .layer(middleware::from_fn_with_state(state.clone(), admit));
     let timeout = state.options.request_timeout;

@@ -9,6 +9,12 @@
 //! encrypts, the server [`CompiledCircuit::run`]s with the evaluation key only, and the
 //! client decrypts. Leveled-only circuits need no evaluation key at all.
 //!
+//! A server facing clients sanitizes what it returns ([`sanitize`]): without it an answer is
+//! a deterministic function of the client's ciphertexts and the model, and gives the client
+//! the weights. Compile with [`FheConfigParams::sanitize`], have the client send
+//! [`ClientSpec::public_key`], and answer with [`CompiledCircuit::run_with`] and
+//! [`Sanitization::On`] (or [`CompiledCircuit::sanitize`] after any run).
+//!
 //! ```
 //! use fheml_circuits::{CircuitBuilder, Interval};
 //! use fheml_fhe_runtime::{CompiledCircuit, FheConfig};

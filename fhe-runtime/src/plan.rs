@@ -396,21 +396,51 @@ fn concat_sources(circuit: &Circuit, parts: &[NodeId], axis: usize) -> Vec<(usiz
 
 /// The scale (`log2 Δ`) of every element of every node, with the groups of `shared` fused.
 pub fn assign_deltas(circuit: &Circuit, shared: &SharedReads) -> Vec<Vec<u32>> {
-    assign_deltas_in(circuit, shared, false)
+    assign_deltas_in(circuit, shared, None)
 }
 
-/// [`assign_deltas`]; with `uniform`, every element of one input (and of one output) gets
-/// the same scale, the finest any of them needs. The client sees these scales (it encrypts
-/// and decodes with them): per element they would tell which input elements feed nothing (a
-/// zero weight, a tree threshold no comparison uses) and each output element's range.
-/// Sanitized plans use it.
-pub fn assign_deltas_in(circuit: &Circuit, shared: &SharedReads, uniform: bool) -> Vec<Vec<u32>> {
+/// How a sanitized plan lays out its scales: real-valued outputs use their whole error budget
+/// (the flood), so their encoding keeps room beyond their range for `z` budget deviations, so
+/// that a value at the edge of its range does not wrap around it.
+#[derive(Debug, Clone, Copy)]
+pub struct SanitizedScales {
+    /// Error budget of real-valued outputs, in steps.
+    pub output_std: f64,
+    /// Deviations of room: `√2·erfc⁻¹(p)` for the failure probability `p` of an element.
+    pub z: f64,
+    /// Whether every output is decrypted exactly.
+    pub exact_outputs: bool,
+}
+
+impl SanitizedScales {
+    fn of(config: &FheConfig, p: f64) -> Option<Self> {
+        config.sanitize.then(|| SanitizedScales {
+            output_std: config.output_std,
+            z: std::f64::consts::SQRT_2 * erfc_inverse(p),
+            exact_outputs: config.exact_outputs,
+        })
+    }
+}
+
+/// [`assign_deltas`] for a sanitized plan (`sanitized` given): every element of one input
+/// (and of one output) gets the same scale, the finest any of them needs, and real-valued
+/// outputs keep room for their error budget beyond their range ([`SanitizedScales`]). The
+/// client sees these scales (it encrypts and decodes with them): per element they would tell
+/// which input elements feed nothing (a zero weight, a tree threshold no comparison uses) and
+/// each output element's range.
+pub fn assign_deltas_in(circuit: &Circuit, shared: &SharedReads, sanitized: Option<SanitizedScales>) -> Vec<Vec<u32>> {
+    let uniform = sanitized.is_some();
     let materialised = materialised_rounds(circuit);
     let mut need: Vec<Vec<u32>> = circuit.nodes().iter().map(|n| vec![UNCONSTRAINED; n.len()]).collect();
-    for out in circuit.outputs() {
+    for (i, out) in circuit.outputs().iter().enumerate() {
         let node = circuit.node(*out);
+        let margin = match (sanitized, output_step(circuit, i, sanitized.is_some_and(|s| s.exact_outputs))) {
+            (Some(s), Some(step)) => (s.z * s.output_std * step as f64).ceil().min(1e15) as i64,
+            _ => 0,
+        };
         for (e, r) in node.ranges.iter().enumerate() {
-            need[out.0][e] = need[out.0][e].min(64 - output_bits(*r).min(63));
+            let room = Interval { lo: r.lo.saturating_sub(margin), hi: r.hi.saturating_add(margin) };
+            need[out.0][e] = need[out.0][e].min(64 - output_bits(room).min(63));
         }
         if uniform {
             let finest = need[out.0].iter().copied().min().unwrap_or(UNCONSTRAINED);
@@ -935,7 +965,7 @@ fn constraints(
     config: &FheConfig,
     p: f64,
 ) -> (Vec<Constraint>, u32) {
-    let deltas = assign_deltas_in(circuit, shared, config.sanitize);
+    let deltas = assign_deltas_in(circuit, shared, SanitizedScales::of(config, p));
     let unit = |node: NodeId, e: usize| 2f64.powi(2 * (64 - deltas[node.0][e] as i32));
     let is_input = |node: NodeId| matches!(circuit.node(node).op, Op::Input { .. });
     let bootstrap = propagate_variance(circuit, |node, e| if is_input(node) { 0.0 } else { unit(node, e) });
@@ -1179,7 +1209,7 @@ fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Pla
         });
         let mut shared = fitting_groups(circuit, &all_shared, noise.log2_polynomial_size);
         let found = loop {
-            let deltas = assign_deltas_in(circuit, &shared, config.sanitize);
+            let deltas = assign_deltas_in(circuit, &shared, SanitizedScales::of(config, flooding_p));
             let eval = match evaluate_candidate(
                 circuit,
                 &deltas,

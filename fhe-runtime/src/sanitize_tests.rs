@@ -430,3 +430,25 @@ fn sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
     let (inputs, outputs) = scales(&compile(true));
     assert!(inputs.iter().all(|d| *d == inputs[0]) && outputs[0] == outputs[1], "{inputs:?} {outputs:?}");
 }
+
+#[test]
+fn flooded_values_at_the_edge_of_their_range_do_not_wrap() {
+    // [-64, 63] fills 7 two's-complement bits exactly: a flooded 63 that comes out one unit
+    // high must not decrypt as -64.
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[1], Interval::new(-64, 63).unwrap());
+    let y = b.matmul(x, array![[1]]).unwrap();
+    b.output_real(y, 1).unwrap();
+    let compiled =
+        CompiledCircuit::compile(b.build().unwrap(), &FheConfig::params().sanitize(true).check().unwrap()).unwrap();
+    let spec = compiled.client_spec();
+    let (client_key, eval_key) = spec.keygen();
+    let sanitizer = compiled.sanitizer(&spec.public_key(&client_key).unwrap()).unwrap();
+    let batch: Vec<Vec<Vec<i64>>> = (0..200).map(|i| vec![vec![if i % 2 == 0 { 63 } else { -64 }]]).collect();
+    let inputs = spec.encrypt(&client_key, &batch).unwrap();
+    let answer = compiled.run_with(&eval_key, &inputs, Sanitization::On(&sanitizer)).unwrap();
+    let got = spec.decrypt(&client_key, &answer).unwrap();
+    let errors: Vec<i64> = got.iter().zip(&batch).map(|(g, x)| g[0][0] - x[0][0]).collect();
+    assert!(errors.iter().all(|e| e.abs() <= 2), "{errors:?}");
+    assert!(errors.iter().any(|e| *e != 0), "the flood shows");
+}

@@ -241,6 +241,9 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
             &memory_quota,
             "--key-disk-bytes",
             &disk_quota,
+            // Bounds under load, on models compiled without sanitization (tests/it/serve.rs
+            // covers sanitized serving).
+            "--sanitize=false",
         ])
         .stderr(Stdio::piped())
         .spawn()

@@ -50,9 +50,11 @@ fn server_answers_match_files_and_survive_bad_requests() {
     let dir = Scratch::new("serve");
     let (train, test) = write_dataset(&dir);
     let model = dir.path("cancer.fheml");
-    ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&model)]);
+    // Compiled for sanitization, which `fheml serve` requires by default.
+    ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&model), "--sanitize"]);
     let keys = dir.path("keys");
     ok(&["keygen", "--model", s(&model), "--out-dir", s(&keys)]);
+    assert!(keys.join("public.key").exists(), "keygen writes the public key of a sanitized model");
     let (query, answer) = (dir.path("q.bin"), dir.path("a.bin"));
     ok(&[
         "encrypt",
@@ -65,7 +67,18 @@ fn server_answers_match_files_and_survive_bad_requests() {
         "--out",
         s(&query),
     ]);
-    ok(&["run", "--model", s(&model), "--eval-key", s(&keys.join("eval.key")), "--in", s(&query), "--out", s(&answer)]);
+    let eval_key = keys.join("eval.key");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--model", s(&model), "--eval-key", s(&eval_key)];
+        args.extend(["--in", s(&query), "--out", s(&answer)]);
+        args.extend(extra);
+        fheml(&args)
+    };
+    // A sanitized model's answer needs the client's public key (or an explicit opt-out).
+    let refused = run(&[]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--public-key"));
+    let sanitized = run(&["--public-key", s(&keys.join("public.key"))]);
+    assert!(sanitized.status.success(), "{}", String::from_utf8_lossy(&sanitized.stderr));
     let expected = ok(&["decrypt", "--model", s(&model), "--key", s(&keys.join("client.key")), "--in", s(&answer)]);
 
     // The secret key is readable by its owner only; keygen does not overwrite keys silently.
@@ -79,6 +92,10 @@ fn server_answers_match_files_and_survive_bad_requests() {
     assert!(out_matches(&keys, &answer, &model, &expected), "the refused keygen kept the old keys");
     // A server reachable from other machines needs a token (or an explicit opt-out).
     fails(&["serve", "--model", s(&model), "--addr", "0.0.0.0:0"], "--token-file");
+    // By default a server refuses a model compiled without sanitization.
+    let plain = dir.path("plain.fheml");
+    ok(&["train", "--model", "logistic", "--data", s(&train), "--out", s(&plain)]);
+    fails(&["serve", "--model", s(&plain)], "--sanitize=false");
 
     let server = start(&model, &dir.path("server-keys"));
     let url = format!("http://{}", server.1);
@@ -102,10 +119,36 @@ fn server_answers_match_files_and_survive_bad_requests() {
     assert_eq!(raw(&server.1, &missing), 400);
     assert_eq!(raw(&server.1, "GET /models/nope/client HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 404);
     let oversized = format!(
-        "POST /models/cancer/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
+        "POST /models/cancer/run?public_key_id={} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n{}",
+        "0".repeat(64),
         "x".repeat(5_000_000)
     );
     assert_eq!(raw(&server.1, &oversized), 413);
+    // A sanitizing server answers nothing without the client's public key, and takes only a
+    // public key made for the model.
+    let no_public_key =
+        "POST /models/cancer/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(raw(&server.1, no_public_key), 400);
+    let garbage_public_key =
+        "POST /models/cancer/public_key HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(raw(&server.1, garbage_public_key), 400);
+    let (five, small_query) = (dir.path("five.csv"), dir.path("q5.bin"));
+    let text = std::fs::read_to_string(&test).unwrap();
+    std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let client_key = keys.join("client.key");
+    ok(&["encrypt", "--model", s(&model), "--key", s(&client_key), "--data", s(&five), "--out", s(&small_query)]);
+    let small = std::fs::read(&small_query).unwrap();
+    let unknown_public_key = format!(
+        "POST /models/cancer/run?public_key_id={} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "0".repeat(64),
+        small.len()
+    );
+    let mut stream = TcpStream::connect(&server.1).unwrap();
+    stream.write_all(unknown_public_key.as_bytes()).unwrap();
+    stream.write_all(&small).unwrap();
+    let mut answer_text = String::new();
+    let _ = stream.read_to_string(&mut answer_text);
+    assert!(answer_text.starts_with("HTTP/1.1 404") && answer_text.contains("no public key"), "{answer_text}");
     let out = fheml(&["client", "--url", &url, "--name", "nope", "--data", s(&test)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
@@ -159,7 +202,10 @@ fn tls_serves_an_encrypted_tree_request_end_to_end() {
     ok(&["dataset", "--name", "iris", "--out-dir", s(&data)]);
     let (train, test) = (data.join("iris_train.csv"), data.join("iris_test.csv"));
     let model = dir.path("tree.fheml");
-    ok(&["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3", "--out", s(&model)]);
+    // Sanitized: the answers of the server below are re-randomized with the client's public
+    // key, uploaded beside its evaluation key.
+    let tree = ["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3"];
+    ok(&[&tree[..], &["--out", s(&model), "--sanitize"]].concat());
     let five = dir.path("five.csv");
     let text = std::fs::read_to_string(&test).unwrap();
     std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
