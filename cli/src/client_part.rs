@@ -128,8 +128,14 @@ mod tests {
             let bytes = [("logistic", &[][..]), ("tree", &depth[..])]
                 .into_iter()
                 .map(|(model, settings)| {
-                    let options =
-                        TrainOptions { model, task: None, n_bits: None, settings, config: FheConfig::default() };
+                    let options = TrainOptions {
+                        model,
+                        task: None,
+                        n_bits: None,
+                        settings,
+                        budget_ms: None,
+                        config: FheConfig::default(),
+                    };
                     ClientPart::of(&train(&table, &options).unwrap()).to_bytes().unwrap()
                 })
                 .collect();
