@@ -133,8 +133,8 @@ mod tests {
                         task: None,
                         n_bits: None,
                         settings,
-                        config: FheConfig::default(),
                         budget_ms: None,
+                        config: FheConfig::default(),
                     };
                     ClientPart::of(&train(&table, &options).unwrap()).to_bytes().unwrap()
                 })

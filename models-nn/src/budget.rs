@@ -114,10 +114,9 @@ pub fn size_for_budget(
             let mid = (lo + hi) / 2;
             let (params, trial) = price(vec![WIDTHS[mid]; layers], (p.w_bits, p.a_bits))?;
             let ok = fits(&trial);
+            // Bisection only moves up past a fit, so a later fit is always wider.
             if let (true, Ok(ms)) = (ok, &trial.expected_ms) {
-                if best.as_ref().is_none_or(|(b, _)| b.get().hidden[0] < WIDTHS[mid]) {
-                    best = Some((params, *ms));
-                }
+                best = Some((params, *ms));
             }
             trials.push(trial);
             if ok { lo = mid + 1 } else { hi = mid }
