@@ -149,6 +149,17 @@ pub(crate) fn build_fheml(scratch: &Path) -> Result<PathBuf, String> {
     Ok(copy)
 }
 
+/// The tree learner parity table that `scripts/tree_parity.sh` keeps in `bench/tree_parity.md`
+/// beside `benchmarks`, as a section (empty when the script was never run), so that a
+/// benchmark run does not drop it.
+fn parity_section(benchmarks: &Path) -> String {
+    let path = benchmarks.parent().unwrap_or(Path::new("")).join("bench/tree_parity.md");
+    match std::fs::read_to_string(path) {
+        Ok(text) => format!("\n#{}\n", text.trim_end()),
+        Err(_) => String::new(),
+    }
+}
+
 /// Feature columns of a training CSV (all columns but the target).
 fn feature_count(train: &Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(train).map_err(|e| format!("reading {}: {e}", train.display()))?;
@@ -276,6 +287,7 @@ model, not compared.\n\n",
             }
         }
     }
+    md += &parity_section(&o.out);
     md += &crate::sweep::benchmarks_section(&o.out);
     std::fs::write(&o.out, md).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&scratch);
