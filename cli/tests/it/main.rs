@@ -72,6 +72,18 @@ pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The embedded iris split (4 features, labels 0, 1, 2 in the last column), as `fheml dataset` writes it.
+pub(crate) fn write_iris(dir: &Scratch) -> (PathBuf, PathBuf) {
+    let out = dir.path("iris");
+    ok(&["dataset", "--name", "iris", "--out-dir", s(&out)]);
+    (out.join("iris_train.csv"), out.join("iris_test.csv"))
+}
+
+/// A command's JSON output.
+pub(crate) fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).unwrap()
+}
+
 #[test]
 fn files_round_trip_gives_clear_predictions() {
     let dir = Scratch::new("e2e");

@@ -2,21 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::{Scratch, fails, fheml, ok, s, write_dataset};
+use crate::{Scratch, fails, fheml, json, ok, s, write_dataset, write_iris};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models-nn/tests/fixtures").join(name)
-}
-
-/// The embedded iris split (4 features, labels 0, 1, 2 in the last column), as `fheml dataset` writes it.
-fn write_iris(dir: &Scratch) -> (PathBuf, PathBuf) {
-    let out = dir.path("iris");
-    ok(&["dataset", "--name", "iris", "--out-dir", s(&out)]);
-    (out.join("iris_train.csv"), out.join("iris_test.csv"))
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(args)).unwrap()
 }
 
 #[test]

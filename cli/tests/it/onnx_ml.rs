@@ -2,21 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::{Scratch, fails, ok, s};
+use crate::{Scratch, fails, json, ok, s, write_iris};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models-tree/tests/fixtures/onnx_ml").join(name)
-}
-
-/// The embedded iris split as `fheml dataset` writes it: the split the fixtures were trained on.
-fn write_iris(dir: &Scratch) -> (PathBuf, PathBuf) {
-    let out = dir.path("iris");
-    ok(&["dataset", "--name", "iris", "--out-dir", s(&out)]);
-    (out.join("iris_train.csv"), out.join("iris_test.csv"))
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(args)).unwrap()
 }
 
 #[test]
