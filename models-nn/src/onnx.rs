@@ -599,42 +599,16 @@ fn convert_node(
         }
         Node::AveragePool2d(n) => {
             let c = &n.config;
-            check_auto_pad(&c.auto_pad, unsupported)?;
-            if c.padding != PaddingConfig2d::Valid && c.padding.as_tuple() != (0, 0, 0, 0) {
-                return Err(unsupported(format!("padding {}: only unpadded pooling is supported", c.padding)));
-            }
-            if c.dilation != [1, 1] {
-                return Err(unsupported(format!("dilations {:?}: only 1 is supported", c.dilation)));
-            }
-            if c.ceil_mode && st.shape.len() == 3 {
-                let exact = |len: usize, k: usize, s: usize| len >= k && s > 0 && (len - k).is_multiple_of(s);
-                if !(exact(st.shape[1], c.kernel_size[0], c.strides[0])
-                    && exact(st.shape[2], c.kernel_size[1], c.strides[1]))
-                {
-                    return Err(unsupported("ceil_mode = 1 with partial windows is not supported".into()));
-                }
-            }
+            let window = PoolWindow { padding: &c.padding, dilation: c.dilation, ceil_mode: c.ceil_mode };
+            check_pool(&c.auto_pad, &window, c.kernel_size, c.strides, &st.shape, unsupported)?;
             Layer::AvgPool2d { kernel: c.kernel_size, stride: c.strides }
         }
         Node::MaxPool2d(n) => {
             let c = &n.config;
-            check_auto_pad(&c.auto_pad, unsupported)?;
-            if c.padding != PaddingConfig2d::Valid && c.padding.as_tuple() != (0, 0, 0, 0) {
-                return Err(unsupported(format!("padding {}: only unpadded pooling is supported", c.padding)));
-            }
-            if c.dilation != [1, 1] {
-                return Err(unsupported(format!("dilations {:?}: only 1 is supported", c.dilation)));
-            }
+            let window = PoolWindow { padding: &c.padding, dilation: c.dilation, ceil_mode: c.ceil_mode };
+            check_pool(&c.auto_pad, &window, c.kernel_size, c.strides, &st.shape, unsupported)?;
             if n.outputs.len() > 1 {
                 return Err(unsupported("the Indices output is not supported".into()));
-            }
-            if c.ceil_mode && st.shape.len() == 3 {
-                let exact = |len: usize, k: usize, s: usize| len >= k && s > 0 && (len - k).is_multiple_of(s);
-                if !(exact(st.shape[1], c.kernel_size[0], c.strides[0])
-                    && exact(st.shape[2], c.kernel_size[1], c.strides[1]))
-                {
-                    return Err(unsupported("ceil_mode = 1 with partial windows is not supported".into()));
-                }
             }
             Layer::MaxPool2d { kernel: c.kernel_size, stride: c.strides }
         }
@@ -666,6 +640,40 @@ fn softmax_last(
         )));
     }
     Ok(Some(which))
+}
+
+/// A pooling node's window attributes the importer checks.
+struct PoolWindow<'a> {
+    padding: &'a PaddingConfig2d,
+    dilation: [usize; 2],
+    ceil_mode: bool,
+}
+
+/// Refuses what `AveragePool`/`MaxPool` may carry beyond unpadded, undilated windows:
+/// padding, dilation, and `ceil_mode` with a partial last window on an input of `shape`.
+fn check_pool(
+    auto_pad: &AutoPad,
+    window: &PoolWindow<'_>,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    shape: &[usize],
+    unsupported: &dyn Fn(String) -> Fail,
+) -> Conv<()> {
+    check_auto_pad(auto_pad, unsupported)?;
+    let padding = window.padding;
+    if *padding != PaddingConfig2d::Valid && padding.as_tuple() != (0, 0, 0, 0) {
+        return Err(unsupported(format!("padding {padding}: only unpadded pooling is supported")));
+    }
+    if window.dilation != [1, 1] {
+        return Err(unsupported(format!("dilations {:?}: only 1 is supported", window.dilation)));
+    }
+    if window.ceil_mode && shape.len() == 3 {
+        let exact = |len: usize, k: usize, s: usize| len >= k && s > 0 && (len - k).is_multiple_of(s);
+        if !(exact(shape[1], kernel[0], strides[0]) && exact(shape[2], kernel[1], strides[1])) {
+            return Err(unsupported("ceil_mode = 1 with partial windows is not supported".into()));
+        }
+    }
+    Ok(())
 }
 
 fn check_auto_pad(auto_pad: &AutoPad, unsupported: &dyn Fn(String) -> Fail) -> Conv<()> {
