@@ -11,8 +11,11 @@
 //!   family, to `bench/sweep.{json,csv}` and the figure `bench/nbits_sweep.svg`.
 //! - `cargo xtask fuzz [--factor N]`: the decoder fuzz tests (fhe-runtime's `tests/it/fuzz.rs`)
 //!   with N times their `cargo test` case counts (default 20), in release mode.
-//! - `cargo xtask release <version> [--execute]`: lockstep version bump, CHANGELOG check,
-//!   `cargo publish --workspace` (dry run unless `--execute`), and the tag to create.
+//! - `cargo xtask release <version> [--execute] [--no-verify]`: lockstep version bump of every
+//!   crate and inter-crate requirement, Cargo.lock, the CHANGELOG heading, the publish order, and
+//!   `cargo publish --dry-run` of the bumped crates, all on a temporary copy; prints the commit and
+//!   tag commands, which `--execute` runs after making the same edits here (it neither pushes nor
+//!   uploads). See `release.rs`.
 
 mod bench;
 mod plot;
@@ -54,7 +57,7 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     ok.then_some(()).ok_or_else(|| "fuzz failed".to_string())
 }
 
-const USAGE: &str = "usage: cargo xtask ci | fuzz [--factor N] | release <version> [--execute] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
+const USAGE: &str = "usage: cargo xtask ci | fuzz [--factor N] | release <version> [--execute] [--no-verify] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
 [--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro] \
 | bench --sweep [--quick] [--datasets breast_cancer] [--models ...] [--bits 2,3,4,5,6,7,8] [--limit 3] \
 [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]";
