@@ -10,6 +10,7 @@ use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
 use tfhe::core_crypto::prelude::*;
 use tfhe::shortint::atomic_pattern::AtomicPatternParameters;
 use tfhe::shortint::ciphertext::MaxDegree;
+use tfhe::shortint::client_key::atomic_pattern::AtomicPatternClientKey;
 use tfhe::shortint::{ClientKey as ShortintClientKey, CompressedServerKey, ServerKey};
 use tfhe_csprng::seeders::SeedKind;
 
@@ -47,6 +48,10 @@ pub struct ClientSpec {
     /// [`crate::PublicKey`], see [`ClientSpec::public_key`]).
     #[serde(default)]
     pub sanitized: bool,
+    /// Per input: whether it is encrypted under the small LWE key (read by lookups alone,
+    /// see [`crate::plan::small_key_nodes`]); empty when none is.
+    #[serde(default)]
+    pub small_key_inputs: Vec<bool>,
 }
 
 /// The client's secret key. Never leaves the client.
@@ -62,7 +67,7 @@ pub struct ClientKey {
 #[derive(Serialize, Deserialize)]
 pub struct EvaluationKey {
     fingerprint: Fingerprint,
-    key: Option<ServerKey>,
+    pub(crate) key: Option<ServerKey>,
 }
 
 /// The evaluation key in its seeded (compressed) form, for transport.
@@ -76,11 +81,14 @@ pub struct CompressedEvaluationKey {
 /// packed as the coefficients of seeded GLWE ciphertexts. One GLWE holds `N` inputs for the
 /// price of one mask (regenerated from a seed, so it costs nothing on the wire); the
 /// server extracts each input as an LWE sample under the same key, which adds no noise.
+/// Inputs that lookups alone read are instead seeded LWE ciphertexts under the small key
+/// (one body each on the wire), which the lookups read without a keyswitch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
     pub(crate) samples: usize,
     pub(crate) packed: SeededGlweCiphertextListOwned<u64>,
+    pub(crate) small: Option<SeededLweCiphertextListOwned<u64>>,
 }
 
 /// Encrypted outputs of a batch: per sample, all output elements.
@@ -112,7 +120,10 @@ impl CompiledCircuit {
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
         let bytes =
-            bincode::serde::encode_to_vec((&circuit, &plan.parameters, &plan.deltas), bincode::config::standard())
+            bincode::serde::encode_to_vec(
+                (&circuit, &plan.parameters, &plan.deltas, &plan.small_key),
+                bincode::config::standard(),
+            )
                 .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
         Ok(Self { fingerprint: Fingerprint::of(&bytes), circuit, plan })
     }
@@ -154,6 +165,11 @@ impl CompiledCircuit {
                 .collect(),
             outputs: self.circuit.outputs().iter().map(|id| self.circuit.node(*id).len()).collect(),
             sanitized: self.plan.sanitization.is_some(),
+            small_key_inputs: if self.plan.small_key.is_empty() {
+                Vec::new()
+            } else {
+                self.circuit.inputs().iter().map(|id| self.plan.is_small_key(*id)).collect()
+            },
         }
     }
 
@@ -205,7 +221,8 @@ impl CompiledCircuit {
         let spec = self.client_spec();
         self.check_inputs(inputs)?;
         let packed = inputs.packed.clone().decompress_into_glwe_ciphertext_list();
-        let per_sample: usize = spec.inputs.iter().map(|(_, r, _)| r.len()).sum();
+        let small = inputs.small.clone().map(|s| s.decompress_into_lwe_ciphertext_list());
+        let (per_sample, small_per_sample) = spec.elements_per_sample();
         let sample_bytes = per_sample.saturating_mul(lwe_size.0).saturating_mul(8).max(1);
         let chunk = (expanded_bytes / sample_bytes).max(1);
         let mut samples = Vec::with_capacity(inputs.samples);
@@ -215,7 +232,10 @@ impl CompiledCircuit {
             }
             let batch = (first..inputs.samples.min(first.saturating_add(chunk)))
                 .into_par_iter()
-                .map(|s| self.unpack_sample(&spec, &packed, s * per_sample, lwe_size))
+                .map(|s| {
+                    let starts = (s * per_sample, s * small_per_sample);
+                    self.unpack_sample(&spec, &packed, small.as_ref(), starts, lwe_size)
+                })
                 .collect::<Result<Vec<_>>>()?;
             let outputs = evaluate_batch(&self.circuit, &backend, batch)?;
             samples.extend(outputs.into_iter().map(|tensors| {
@@ -237,7 +257,7 @@ impl CompiledCircuit {
         (!self.plan.report.needs_evaluation_key).then_some(EvaluationKey { fingerprint: self.fingerprint, key: None })
     }
 
-    /// Inputs of one sample (elements of every input tensor): the number of packed
+    /// Inputs of one sample (elements of every input tensor): at most the number of packed
     /// coefficients one sample takes on the wire.
     pub fn inputs_per_sample(&self) -> usize {
         self.circuit.inputs().iter().map(|id| self.circuit.node(*id).len()).sum()
@@ -251,7 +271,8 @@ impl CompiledCircuit {
         self.check_key("encrypted inputs", &inputs.fingerprint)?;
         let params = self.plan.parameters.set().params;
         let n = params.polynomial_size.0;
-        let per_sample = self.inputs_per_sample();
+        let (per_sample, small_per_sample) = self.client_spec().elements_per_sample();
+        self.check_small_inputs(inputs, small_per_sample)?;
         let expected = (inputs.samples.saturating_mul(per_sample)).div_ceil(n).max(1);
         let list = &inputs.packed;
         let glwe_size = params.glwe_dimension.to_glwe_size();
@@ -291,10 +312,83 @@ impl CompiledCircuit {
         Ok(())
     }
 
-    /// Median wall time of one keyswitch + bootstrap with `key` on this circuit's parameters,
-    /// on the calling thread (`repeats` runs): the unit that a bootstrap-bound evaluation
-    /// of `bootstraps` lookups on `t` threads should take `bootstraps × this ÷ t` of.
+    /// The small-key part of untrusted inputs: present exactly when the circuit has small-key
+    /// inputs, with the small key's LWE size, the right count, modulus and seed form.
+    fn check_small_inputs(&self, inputs: &EncryptedInputs, per_sample: usize) -> Result<()> {
+        let params = self.plan.parameters.set().params;
+        let list = match (&inputs.small, per_sample) {
+            (None, 0) => return Ok(()),
+            (Some(list), p) if p > 0 => list,
+            _ => {
+                return Err(FheError::BadCiphertexts(
+                    "small-key inputs do not match the circuit (made for another version of the model?)".into(),
+                ));
+            }
+        };
+        let lwe_size = params.lwe_dimension.to_lwe_size();
+        let expected = inputs.samples.saturating_mul(per_sample);
+        if list.lwe_size() != lwe_size || list.as_ref().len() != expected {
+            return Err(FheError::BadCiphertexts(format!(
+                "{} small-key ciphertext bodies of LWE size {}; the circuit takes {expected} of size {}",
+                list.as_ref().len(),
+                list.lwe_size().0,
+                lwe_size.0
+            )));
+        }
+        if list.ciphertext_modulus() != params.ciphertext_modulus {
+            return Err(FheError::BadCiphertexts(format!(
+                "small-key ciphertext modulus {}; the circuit's parameters use {}",
+                list.ciphertext_modulus(),
+                params.ciphertext_modulus
+            )));
+        }
+        let seed = &list.compression_seed().inner;
+        if !matches!(seed.seed, SeedKind::Ctr(_))
+            || seed.first_index != CompressionSeed::from(Seed(0)).inner.first_index
+        {
+            return Err(FheError::BadCiphertexts("unexpected mask seed form of the small-key inputs".into()));
+        }
+        Ok(())
+    }
+
+    /// Median wall time of one lookup with `key` on this circuit's parameters, on the
+    /// calling thread (`repeats` runs): the unit that a bootstrap-bound evaluation of
+    /// `bootstraps` lookups on `t` threads should take `bootstraps × this ÷ t` of. A
+    /// keyswitch + bootstrap, or where some lookups read small-key inputs, the average over
+    /// the circuit's lookups of that and of a bootstrap alone.
     pub fn time_bootstrap(&self, key: &EvaluationKey, repeats: usize) -> Result<f64> {
+        let keyswitched = self.time_keyswitch_bootstrap(key, repeats)?;
+        let report = &self.plan.report;
+        if report.small_key_lookups == 0 || report.lookups == 0 {
+            return Ok(keyswitched);
+        }
+        let server_key = key.key.as_ref().ok_or(FheError::MissingEvaluationKey)?;
+        let params = self.plan.parameters.set().params;
+        let mut lwe = LweCiphertextOwned::new(0u64, params.lwe_dimension.to_lwe_size(), params.ciphertext_modulus);
+        for (i, c) in lwe.as_mut().iter_mut().enumerate() {
+            *c = splitmix(i as u64);
+        }
+        let glwe_size = params.glwe_dimension.to_glwe_size();
+        let big_size = LweSize(params.glwe_dimension.0 * params.polynomial_size.0 + 1);
+        let mut times = (0..repeats.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let mut acc = GlweCiphertextOwned::new(1u64, glwe_size, params.polynomial_size, params.ciphertext_modulus);
+                crate::tfhe_backend::rotate_small(server_key, std::hint::black_box(&lwe), &mut acc)?;
+                let mut out = LweCiphertextOwned::new(0u64, big_size, params.ciphertext_modulus);
+                extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(0));
+                std::hint::black_box(out);
+                Ok(start.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        times.sort_by(f64::total_cmp);
+        let small = times[times.len() / 2];
+        let share = report.small_key_lookups as f64 / report.lookups as f64;
+        Ok(share * small + (1.0 - share) * keyswitched)
+    }
+
+    /// [`CompiledCircuit::time_bootstrap`] of a lookup that keyswitches.
+    fn time_keyswitch_bootstrap(&self, key: &EvaluationKey, repeats: usize) -> Result<f64> {
         self.check_key("evaluation key", &key.fingerprint)?;
         let server_key = key.key.as_ref().ok_or(FheError::MissingEvaluationKey)?;
         let params = self.plan.parameters.set().params;
@@ -334,15 +428,29 @@ impl CompiledCircuit {
         &self,
         spec: &ClientSpec,
         packed: &GlweCiphertextListOwned<u64>,
-        start: usize,
+        small: Option<&LweCiphertextListOwned<u64>>,
+        (start, small_start): (usize, usize),
         lwe_size: LweSize,
     ) -> Result<Vec<Tensor<Ct>>> {
         let params = self.plan.parameters.set().params;
         let n = params.polynomial_size.0;
-        let mut first = start;
+        let (mut first, mut small_first) = (start, small_start);
         spec.inputs
             .iter()
-            .map(|(shape, _, deltas)| {
+            .enumerate()
+            .map(|(index, (shape, _, deltas))| {
+                if spec.is_small_key_input(index) {
+                    let list = small.ok_or_else(|| FheError::BadCiphertexts("small-key inputs missing".into()))?;
+                    let values: Vec<Ct> = (0..deltas.len())
+                        .map(|j| {
+                            let lwe = list.get(small_first + j);
+                            Ct { lwe: LweCiphertextOwned::from_container(lwe.as_ref().to_vec(), lwe.ciphertext_modulus()), delta_log: deltas[j] }
+                        })
+                        .collect();
+                    small_first += deltas.len();
+                    return ArrayD::from_shape_vec(IxDyn(shape), values)
+                        .map_err(|e| FheError::BadCiphertexts(e.to_string()));
+                }
                 // In parallel: a sample may have thousands of inputs (thermometer bits), and
                 // extracting them alone would leave the other threads idle.
                 let values: Vec<Ct> = deltas
@@ -460,6 +568,18 @@ impl ClientSpec {
         Ok(())
     }
 
+    /// Whether input `index` is encrypted under the small LWE key.
+    pub fn is_small_key_input(&self, index: usize) -> bool {
+        self.small_key_inputs.get(index).copied().unwrap_or(false)
+    }
+
+    /// Elements per sample under the large key and under the small key.
+    pub fn elements_per_sample(&self) -> (usize, usize) {
+        self.inputs.iter().enumerate().fold((0, 0), |(big, small), (i, (_, ranges, _))| {
+            if self.is_small_key_input(i) { (big, small + ranges.len()) } else { (big + ranges.len(), small) }
+        })
+    }
+
     /// Encrypts a batch: each sample is the list of flat circuit inputs.
     pub fn encrypt(&self, key: &ClientKey, batch: &[Vec<Vec<i64>>]) -> Result<EncryptedInputs> {
         self.check("client key", &key.fingerprint)?;
@@ -468,10 +588,40 @@ impl ClientSpec {
         // The large LWE key is the GLWE key laid flat.
         let glwe_key = GlweSecretKey::from_container(secret.as_ref(), params.polynomial_size);
         let n = params.polynomial_size.0;
-        let mut plaintexts = Vec::new();
+        let (mut plaintexts, mut small_plaintexts) = (Vec::new(), Vec::new());
         for sample in batch {
-            plaintexts.extend(self.encode_sample(sample)?);
+            for (index, encoded) in self.encode_sample(sample)?.into_iter().enumerate() {
+                if self.is_small_key_input(index) {
+                    small_plaintexts.extend(encoded);
+                } else {
+                    plaintexts.extend(encoded);
+                }
+            }
         }
+        let small = if small_plaintexts.is_empty() {
+            None
+        } else {
+            let AtomicPatternClientKey::Standard(standard) = &key.key.atomic_pattern else {
+                return Err(FheError::Config("small-key inputs need a standard (keyswitch-bootstrap) client key".into()));
+            };
+            let small_key = standard.small_lwe_secret_key();
+            let mut seeder = new_seeder();
+            let mut list = SeededLweCiphertextList::new(
+                0u64,
+                small_key.lwe_dimension().to_lwe_size(),
+                LweCiphertextCount(small_plaintexts.len()),
+                seeder.seed().into(),
+                params.ciphertext_modulus,
+            );
+            encrypt_seeded_lwe_ciphertext_list(
+                &small_key,
+                &mut list,
+                &PlaintextList::from_container(small_plaintexts),
+                params.lwe_noise_distribution,
+                seeder.as_mut(),
+            );
+            Some(list)
+        };
         let count = plaintexts.len().div_ceil(n).max(1);
         plaintexts.resize(count * n, 0);
         let mut seeder = new_seeder();
@@ -490,10 +640,11 @@ impl ClientSpec {
             noise,
             seeder.as_mut(),
         );
-        Ok(EncryptedInputs { fingerprint: self.fingerprint, samples: batch.len(), packed })
+        Ok(EncryptedInputs { fingerprint: self.fingerprint, samples: batch.len(), packed, small })
     }
 
-    fn encode_sample(&self, sample: &[Vec<i64>]) -> Result<Vec<u64>> {
+    /// Per input, the plaintexts of one sample.
+    fn encode_sample(&self, sample: &[Vec<i64>]) -> Result<Vec<Vec<u64>>> {
         if sample.len() != self.inputs.len() {
             return Err(FheError::BadInput(format!(
                 "{} inputs given, the circuit takes {}",
@@ -501,8 +652,9 @@ impl ClientSpec {
                 self.inputs.len()
             )));
         }
-        let mut plaintexts = Vec::new();
+        let mut plaintexts = Vec::with_capacity(self.inputs.len());
         for (index, (values, (_, ranges, deltas))) in sample.iter().zip(&self.inputs).enumerate() {
+            let mut encoded = Vec::with_capacity(values.len());
             if values.len() != ranges.len() {
                 return Err(FheError::BadInput(format!(
                     "input {index}: {} values, expected {}",
@@ -517,8 +669,9 @@ impl ClientSpec {
                         r.lo, r.hi
                     )));
                 }
-                plaintexts.push((*v as u64).wrapping_shl(*d));
+                encoded.push((*v as u64).wrapping_shl(*d));
             }
+            plaintexts.push(encoded);
         }
         Ok(plaintexts)
     }

@@ -15,7 +15,8 @@ use crate::fingerprint::Fingerprint;
 const MAGIC: &[u8; 6] = b"FHEML\0";
 // 2: plans carry many-LUT groups (`Plan::shared`), reports and configs their fields.
 // 4: plans carry their sanitization, client specifications whether outputs are sanitized.
-const FORMAT_VERSION: u8 = 4;
+// 5: small-key inputs (plans, reports, client specifications and encrypted inputs).
+const FORMAT_VERSION: u8 = 5;
 const HEADER_LEN: usize = 6 + 1 + 1 + 32 + 8 + 32;
 
 /// What an envelope holds.

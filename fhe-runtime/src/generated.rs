@@ -192,6 +192,8 @@ impl GeneratedParameters {
                 self.gaussian,
             ),
             fresh: fresh_variance(big, self.gaussian),
+            small_fresh: fresh_variance(self.lwe_dimension, self.gaussian),
+            modulus_switch: modulus_switch_variance(self.lwe_dimension, self.polynomial_size),
             keyswitch_and_modulus_switch: keyswitch_variance(
                 big,
                 self.lwe_dimension,
@@ -270,12 +272,21 @@ pub fn modulus_switch_variance(n: usize, big_n: usize) -> f64 {
 /// prints the measurements to refit on another machine. Only ratios between sets steer the
 /// optimizer; absolute times feed the compile report's expected latency.
 pub fn lookup_cost(n: usize, k: usize, big_n: usize, pbs_level: usize, ks_level: usize) -> f64 {
-    let (n, k, big_n, l, lk) = (n as f64, k as f64, big_n as f64, pbs_level as f64, ks_level as f64);
+    bootstrap_cost(n, k, big_n, pbs_level) + keyswitch_cost(n, k, big_n, ks_level)
+}
+
+/// The bootstrap's part of [`lookup_cost`] (blind rotation and the fixed cost): what a
+/// lookup reading a value encrypted under the small key pays, since it needs no keyswitch.
+pub fn bootstrap_cost(n: usize, k: usize, big_n: usize, pbs_level: usize) -> f64 {
+    let (n, k, big_n, l) = (n as f64, k as f64, big_n as f64, pbs_level as f64);
     let ffts = n * (k + 1.0) * (l + 1.0) * big_n * big_n.log2();
     let products = n * (k + 1.0).powi(2) * l * big_n;
-    let keyswitch = k * big_n * lk * (n + 1.0);
-    (MS_PER_MEGA_BUTTERFLY * ffts + MS_PER_MEGA_PRODUCT * products + MS_PER_MEGA_KEYSWITCH_WORD * keyswitch) / 1e6
-        + FIXED_MS_PER_LOOKUP
+    (MS_PER_MEGA_BUTTERFLY * ffts + MS_PER_MEGA_PRODUCT * products) / 1e6 + FIXED_MS_PER_LOOKUP
+}
+
+/// The keyswitch's part of [`lookup_cost`].
+pub fn keyswitch_cost(n: usize, k: usize, big_n: usize, ks_level: usize) -> f64 {
+    MS_PER_MEGA_KEYSWITCH_WORD * (k * big_n * ks_level * (n + 1)) as f64 / 1e6
 }
 
 /// Fitted weights of [`lookup_cost`], milliseconds per million operations.

@@ -20,12 +20,78 @@ fn variance(errors: &[f64]) -> f64 {
     errors.iter().map(|e| e * e).sum::<f64>() / errors.len() as f64
 }
 
+/// A lookup of an input that is also an output, so that the input stays under the large key.
 fn lookup_circuit() -> CompiledCircuit {
     let mut b = CircuitBuilder::new();
     let x = b.input(&[1], Interval::new(0, 3).unwrap());
     let y = b.lookup(x, Lut::Single(Table::from_fn(0, 2, |v| v))).unwrap();
     b.output(y).unwrap();
-    CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap()
+    b.output(x).unwrap();
+    let compiled = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap();
+    assert!(compiled.plan().small_key.is_empty());
+    compiled
+}
+
+/// Inputs under the small key: their fresh noise and the modulus switch in front of the
+/// blind rotation (in units of the rotation's `2N`), measured against the model, and the
+/// bootstraps that read them without a keyswitch give the table's values.
+#[test]
+fn small_key_inputs_noise_matches_the_model() {
+    use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
+    use tfhe::shortint::client_key::atomic_pattern::AtomicPatternClientKey;
+    use tfhe::shortint::server_key::ShortintBootstrappingKey;
+
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[1], Interval::new(0, 3).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 3, |v| 3 - v))).unwrap();
+    b.output(y).unwrap();
+    let compiled = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap();
+    assert!(compiled.plan().is_small_key(fheml_circuits::NodeId(0)));
+    assert_eq!(compiled.report().small_key_lookups, 1);
+    let model = compiled.plan().parameters.set().noise_model();
+    let client = compiled.client_spec();
+    let (client_key, eval_key) = client.keygen();
+    let AtomicPatternClientKey::Standard(standard) = &client_key.key.atomic_pattern else { panic!("standard key") };
+    let small = standard.small_lwe_secret_key();
+
+    let batch: Vec<Vec<Vec<i64>>> = (0..2000).map(|_| vec![vec![0]]).collect();
+    let query = client.encrypt(&client_key, &batch).unwrap();
+    let list = query.small.clone().unwrap().decompress_into_lwe_ciphertext_list();
+    assert_eq!(list.lwe_size(), small.lwe_dimension().to_lwe_size());
+    let errors: Vec<f64> = list.iter().map(|c| torus_error(decrypt_lwe_ciphertext(&small, &c).0, 0)).collect();
+    let ratio = variance(&errors) / model.small_fresh;
+    assert!((0.8..1.25).contains(&ratio), "small-key fresh variance ratio {ratio}");
+
+    // The phase after the server key's modulus switch, in units of 1/2N.
+    let server_key = eval_key.key.as_ref().unwrap();
+    let AtomicPatternServerKey::Standard(server) = &server_key.atomic_pattern else { panic!("standard key") };
+    let ShortintBootstrappingKey::Classic { bsk, modulus_switch_noise_reduction_key } = &server.bootstrapping_key
+    else {
+        panic!("classic key")
+    };
+    let log_modulus = bsk.polynomial_size().to_blind_rotation_input_modulus_log();
+    let two_n = 1usize << log_modulus.0;
+    let switched: Vec<f64> = list
+        .iter()
+        .map(|c| {
+            let owned = LweCiphertextOwned::from_container(c.as_ref().to_vec(), c.ciphertext_modulus());
+            let ms = modulus_switch_noise_reduction_key.lwe_ciphertext_modulus_switch::<usize, _>(&owned, log_modulus);
+            let dot = ms.mask().zip(small.as_ref()).fold(0usize, |acc, (a, s)| acc.wrapping_add(a * *s as usize));
+            let phase = ms.body().wrapping_sub(dot) % two_n;
+            let signed = if phase >= two_n / 2 { phase as f64 - two_n as f64 } else { phase as f64 };
+            signed / two_n as f64
+        })
+        .collect();
+    let ratio = variance(&switched) / (model.small_fresh + model.modulus_switch);
+    assert!((0.75..1.3).contains(&ratio), "small-key modulus-switch variance ratio {ratio}");
+
+    // Bootstraps without keyswitch: every value through the table.
+    let inputs: Vec<Vec<Vec<i64>>> = (0..8).map(|i| vec![vec![i % 4]]).collect();
+    let answer = compiled.run(&eval_key, &client.encrypt(&client_key, &inputs).unwrap()).unwrap();
+    let decrypted = client.decrypt(&client_key, &answer).unwrap();
+    for (input, out) in inputs.iter().zip(&decrypted) {
+        assert_eq!(out[0][0], 3 - input[0][0]);
+    }
 }
 
 #[test]
@@ -109,7 +175,7 @@ fn generated_set_noise_matches_tfhe_rs_formulas() {
 
     // A 2-bit read behind a weight 2-norm of 3 at 2^-40: what a small tree needs.
     let tolerated = (0.5 * 2f64.powi(-3) / 7.1).powi(2);
-    let need = Constraint { bootstrap: 9.0 / tolerated, fresh: 0.0, keyswitch: 1.0 / tolerated };
+    let need = Constraint { bootstrap: 9.0 / tolerated, keyswitch: 1.0 / tolerated, ..Default::default() };
     let (set, _) = (10..=12).find_map(|log2_n| optimize(log2_n, &[need])).unwrap();
     let params = set.to_tfhe();
     crate::generated::check_security(&params).unwrap();
@@ -160,4 +226,41 @@ fn generated_set_noise_matches_tfhe_rs_formulas() {
         .collect();
     let ratio = variance(&errors) / noise.bootstrap_output;
     assert!((0.3..1.4).contains(&ratio), "bootstrap output variance ratio {ratio} ({})", set.name());
+}
+
+/// Encrypted inputs whose small-key part is missing or has another shape are refused before
+/// anything is expanded.
+#[test]
+fn small_key_inputs_are_checked() {
+    let circuit = |small_input: bool| {
+        let mut b = CircuitBuilder::new();
+        let x = b.input(&[2], Interval::new(0, 3).unwrap());
+        let y = b.lookup(x, Lut::Single(Table::from_fn(0, 3, |v| v))).unwrap();
+        b.output(y).unwrap();
+        if !small_input {
+            b.output(x).unwrap();
+        }
+        CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap()
+    };
+    let (small, large) = (circuit(true), circuit(false));
+    assert_eq!(small.client_spec().small_key_inputs, vec![true]);
+    assert!(large.client_spec().small_key_inputs.is_empty());
+    let encrypt = |compiled: &CompiledCircuit, rows: usize| {
+        let client = compiled.client_spec();
+        let (client_key, _) = client.keygen();
+        client.encrypt(&client_key, &vec![vec![vec![1, 2]]; rows]).unwrap()
+    };
+    // No small part where the circuit needs one.
+    let forged = encrypt(&large, 1).relabelled(small.fingerprint());
+    let err = small.check_inputs(&forged).unwrap_err().to_string();
+    assert!(err.contains("small-key"), "{err}");
+    // A small part where the circuit has none.
+    let forged = encrypt(&small, 1).relabelled(large.fingerprint());
+    let err = large.check_inputs(&forged).unwrap_err().to_string();
+    assert!(err.contains("small-key"), "{err}");
+    // Two samples' worth of small-key bodies claimed as one sample.
+    let mut forged = encrypt(&small, 2);
+    forged.samples = 1;
+    let err = small.check_inputs(&forged).unwrap_err().to_string();
+    assert!(err.contains("small-key ciphertext bodies") || err.contains("packed"), "{err}");
 }

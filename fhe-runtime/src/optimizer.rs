@@ -15,42 +15,58 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::generated::{
-    GeneratedParameters, bootstrap_variance, bounds, fresh_variance, keyswitch_variance, lookup_cost,
-    modulus_switch_variance,
+    GeneratedParameters, bootstrap_cost, bootstrap_variance, bounds, fresh_variance, keyswitch_cost,
+    keyswitch_variance, modulus_switch_variance,
 };
+use crate::params::NoiseModel;
 
 /// One noise requirement, normalised so that it holds when
-/// `(√(bootstrap·σ²_bs) + √(fresh·σ²_fresh))² + keyswitch·σ²_ks+ms ≤ 1`
-/// (variances on the unit torus). The bootstrap and fresh parts are bounded separately and
-/// added as standard deviations, which stays sound whatever their correlation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `(√(bootstrap·σ²_bs) + √(fresh·σ²_fresh) + √(small_fresh·σ²_small))² + keyswitch·σ²_ks+ms
+/// + modulus_switch·σ²_ms ≤ 1` (variances on the unit torus). The leveled parts are bounded
+/// separately and added as standard deviations, which stays sound whatever their
+/// correlation. A bootstrap reading a value under the large key pays the keyswitch and the
+/// modulus switch; one reading a value under the small key (fresh inputs read by lookups
+/// alone) pays the modulus switch only.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Constraint {
     /// Weight of the bootstrap-output variance.
     pub bootstrap: f64,
-    /// Weight of the fresh-encryption variance.
+    /// Weight of the fresh-encryption variance (large key).
     pub fresh: f64,
+    /// Weight of the fresh-encryption variance under the small key.
+    pub small_fresh: f64,
     /// Weight of the keyswitch + modulus-switch variance.
     pub keyswitch: f64,
+    /// Weight of the modulus-switch variance alone.
+    pub modulus_switch: f64,
 }
 
 impl Constraint {
-    /// Whether it holds for these variances.
-    pub fn holds(&self, bootstrap: f64, fresh: f64, keyswitch: f64) -> bool {
-        let leveled = (self.bootstrap * bootstrap).sqrt() + (self.fresh * fresh).sqrt();
-        leveled * leveled + self.keyswitch * keyswitch <= 1.0
+    /// Whether it holds for the variances of `noise`.
+    pub fn holds(&self, noise: &NoiseModel) -> bool {
+        let leveled = (self.bootstrap * noise.bootstrap_output).sqrt()
+            + (self.fresh * noise.fresh).sqrt()
+            + (self.small_fresh * noise.small_fresh).sqrt();
+        leveled * leveled + self.keyswitch * noise.keyswitch_and_modulus_switch + self.modulus_switch * noise.modulus_switch
+            <= 1.0
+    }
+
+    fn weights(&self) -> [f64; 5] {
+        [self.bootstrap, self.fresh, self.small_fresh, self.keyswitch, self.modulus_switch]
     }
 
     fn dominates(&self, other: &Constraint) -> bool {
-        self.bootstrap >= other.bootstrap && self.fresh >= other.fresh && self.keyswitch >= other.keyswitch
+        self.weights().iter().zip(other.weights()).all(|(a, b)| *a >= b)
     }
 }
 
 /// Keeps the constraints no other one implies (a tighter one in every weight).
 pub fn undominated(mut all: Vec<Constraint>) -> Vec<Constraint> {
-    all.sort_by(|a, b| (b.bootstrap + b.keyswitch + b.fresh).total_cmp(&(a.bootstrap + a.keyswitch + a.fresh)));
+    let total = |c: &Constraint| c.weights().iter().sum::<f64>();
+    all.sort_by(|a, b| total(b).total_cmp(&total(a)));
     let mut kept: Vec<Constraint> = Vec::new();
     for c in all {
-        if !c.bootstrap.is_finite() || !c.fresh.is_finite() || !c.keyswitch.is_finite() {
+        if !c.weights().iter().all(|w| w.is_finite()) {
             return vec![c];
         }
         if !kept.iter().any(|k| k.dominates(&c)) {
@@ -75,6 +91,8 @@ struct Tables {
     pbs: Vec<Vec<[(f64, usize); MAX_PBS_LEVEL]>>,
     /// `[glwe_index][lwe_index][level - 1] = (variance incl. modulus switch, base_log)`
     ks: Vec<Vec<[(f64, usize); MAX_KS_LEVEL]>>,
+    /// `[glwe_index][lwe_index]`: the modulus switch's variance alone.
+    ms: Vec<Vec<f64>>,
     /// `(k, log2 N)` of each glwe index.
     glwe: Vec<(usize, u32)>,
     lwe: Vec<usize>,
@@ -127,21 +145,28 @@ fn tables(gaussian: bool) -> &'static Tables {
                     .collect()
             })
             .collect();
-        Tables { pbs, ks, glwe, lwe }
+        let ms = glwe
+            .iter()
+            .map(|&(_, log2_n)| lwe.iter().map(|&n| modulus_switch_variance(n, 1 << log2_n)).collect())
+            .collect();
+        Tables { pbs, ks, ms, glwe, lwe }
     })
 }
 
 /// The cheapest generated set with polynomial size `2^log2_n` meeting every constraint,
 /// with its cost per lookup; `None` when no set of that size does.
 pub fn optimize(log2_n: u32, constraints: &[Constraint]) -> Option<(GeneratedParameters, f64)> {
-    optimize_where(log2_n, constraints, |_| true)
+    optimize_where(log2_n, constraints, 1.0, |_| true)
 }
 
 /// [`optimize`] among the GLWE dimensions `k` that `allow_k` accepts (output sanitization
-/// needs `k·N` to be a power of two, see [`crate::sanitize`]).
+/// needs `k·N` to be a power of two, see [`crate::sanitize`]), for a circuit in which the
+/// share `keyswitched` (0 to 1) of the lookups keyswitches (the others read small-key
+/// values); the cost returned is per lookup, averaged accordingly.
 pub fn optimize_where(
     log2_n: u32,
     constraints: &[Constraint],
+    keyswitched: f64,
     allow_k: impl Fn(usize) -> bool,
 ) -> Option<(GeneratedParameters, f64)> {
     let mut best: Option<(GeneratedParameters, f64)> = None;
@@ -153,16 +178,26 @@ pub fn optimize_where(
             }
             let fresh = fresh_variance(k << log2_n, gaussian);
             for (i, &n) in t.lwe.iter().enumerate() {
+                let small_fresh = fresh_variance(n, gaussian);
                 for pbs_level in 1..=MAX_PBS_LEVEL {
                     let (bs_var, pbs_base) = t.pbs[g][i][pbs_level - 1];
+                    let rotation = bootstrap_cost(n, k, 1 << log2_n, pbs_level);
                     for ks_level in 1..=MAX_KS_LEVEL {
-                        let cost = lookup_cost(n, k, 1 << log2_n, pbs_level, ks_level);
+                        let cost = rotation + keyswitched * keyswitch_cost(n, k, 1 << log2_n, ks_level);
                         if best.as_ref().is_some_and(|(_, c)| *c <= cost) {
                             // Costs grow with the keyswitch levels: no later one is cheaper.
                             break;
                         }
                         let (ks_var, ks_base) = t.ks[g][i][ks_level - 1];
-                        if constraints.iter().all(|c| c.holds(bs_var, fresh, ks_var)) {
+                        let noise = NoiseModel {
+                            bootstrap_output: bs_var,
+                            fresh,
+                            small_fresh,
+                            modulus_switch: t.ms[g][i],
+                            keyswitch_and_modulus_switch: ks_var,
+                            log2_polynomial_size: log2_n,
+                        };
+                        if constraints.iter().all(|c| c.holds(&noise)) {
                             let set = GeneratedParameters {
                                 lwe_dimension: n,
                                 glwe_dimension: k,
@@ -196,7 +231,7 @@ mod tests {
         // The sink's scale is 2^-(bits+1) of the torus; half a box is 1/2 in message units.
         let unit = 2f64.powi(-(bits as i32) - 1);
         let tolerated = (0.5 * unit / z).powi(2);
-        Constraint { bootstrap: norm2 * norm2 / tolerated, fresh: 0.0, keyswitch: 1.0 / tolerated }
+        Constraint { bootstrap: norm2 * norm2 / tolerated, keyswitch: 1.0 / tolerated, ..Default::default() }
     }
 
     #[test]
@@ -207,7 +242,7 @@ mod tests {
             assert!(set.validate().is_ok());
             assert!(check_security(&set.to_tfhe()).is_ok());
             let noise = set.noise_model();
-            assert!(c[0].holds(noise.bootstrap_output, noise.fresh, noise.keyswitch_and_modulus_switch));
+            assert!(c[0].holds(&noise));
             assert!(cost > 0.0);
         }
     }
@@ -226,9 +261,35 @@ mod tests {
 
     #[test]
     fn dominated_constraints_are_dropped() {
-        let a = Constraint { bootstrap: 2.0, fresh: 1.0, keyswitch: 3.0 };
-        let b = Constraint { bootstrap: 1.0, fresh: 1.0, keyswitch: 1.0 };
-        let c = Constraint { bootstrap: 3.0, fresh: 0.0, keyswitch: 0.0 };
+        let a = Constraint { bootstrap: 2.0, fresh: 1.0, keyswitch: 3.0, ..Default::default() };
+        let b = Constraint { bootstrap: 1.0, fresh: 1.0, keyswitch: 1.0, ..Default::default() };
+        let c = Constraint { bootstrap: 3.0, fresh: 0.0, keyswitch: 0.0, ..Default::default() };
         assert_eq!(undominated(vec![b, a, c, a]), vec![a, c]);
+    }
+
+    /// A lookup reading fresh inputs under the small key pays no keyswitch: it is never
+    /// costlier, and with no keyswitched lookup the optimizer does not pay for one.
+    #[test]
+    fn small_key_reads_skip_the_keyswitch() {
+        let big = lookup(3, 1.0, 7.1);
+        let small = Constraint {
+            small_fresh: big.bootstrap,
+            modulus_switch: big.keyswitch,
+            ..Default::default()
+        };
+        let cheapest = |c: Constraint, keyswitched: f64| {
+            (4..=16)
+                .filter_map(|log2_n| optimize_where(log2_n, &[c], keyswitched, |_| true))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a set")
+        };
+        let (big_set, big_cost) = cheapest(big, 1.0);
+        let (small_set, small_cost) = cheapest(small, 0.0);
+        assert!(small_cost < big_cost, "{small_cost} vs {big_cost}");
+        assert!(small.holds(&small_set.noise_model()));
+        assert!(big.holds(&big_set.noise_model()));
+        // The small-key read's own noise: fresh small-key noise and the modulus switch.
+        let noise = small_set.noise_model();
+        assert!(noise.small_fresh > noise.fresh && noise.modulus_switch < noise.keyswitch_and_modulus_switch);
     }
 }

@@ -487,6 +487,12 @@ pub struct NoiseModel {
     pub bootstrap_output: f64,
     /// Variance of a fresh encryption under the large (GLWE) key.
     pub fresh: f64,
+    /// Variance of a fresh encryption under the small LWE key (the keyswitch's target):
+    /// what inputs read by lookups alone are encrypted under (see [`crate::plan::small_key_nodes`]).
+    pub small_fresh: f64,
+    /// Variance the modulus switch alone adds in front of a bootstrap reading a small-key
+    /// value (no keyswitch).
+    pub modulus_switch: f64,
     /// Variance added by keyswitch and modulus switch in front of every bootstrap.
     pub keyswitch_and_modulus_switch: f64,
     /// log2 of the GLWE polynomial size: the finest precision a bootstrap can read.
@@ -535,6 +541,9 @@ impl ParameterSet {
         NoiseModel {
             bootstrap_output,
             fresh: t_uniform_variance(p.glwe_noise_distribution),
+            small_fresh: t_uniform_variance(p.lwe_noise_distribution),
+            // Conservative: the documented point gives keyswitch and modulus switch together.
+            modulus_switch: rest.max(0.5 * total_std.powi(2)),
             // Should the formula disagree with the documented point, stay conservative.
             keyswitch_and_modulus_switch: rest.max(0.5 * total_std.powi(2)),
             log2_polynomial_size: p.polynomial_size.0.trailing_zeros(),
@@ -564,6 +573,13 @@ impl ParameterSet {
         let ksk = (k * big_n) * p.ks_level.0 as u64 * 8;
         let bsk = n * p.pbs_level.0 as u64 * (k + 1) * big_n * 8;
         ksk + bsk
+    }
+
+    /// The keyswitch's share of [`ParameterSet::cost`], milliseconds: what a lookup reading
+    /// a small-key value saves.
+    pub fn keyswitch_cost(&self) -> f64 {
+        let p = &self.params;
+        crate::generated::keyswitch_cost(p.lwe_dimension.0, p.glwe_dimension.0, p.polynomial_size.0, p.ks_level.0)
     }
 
     /// Estimated single-thread time of one lookup (keyswitch + bootstrap) on the reference

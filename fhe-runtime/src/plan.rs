@@ -31,6 +31,17 @@
 //! with the smallest `bootstraps × cost`. A fused group costs one keyswitch and one blind
 //! rotation, the same as a single lookup on that set. The `k` outputs of one rotation are
 //! treated as independent noise sources, as tfhe-rs does.
+//!
+//! # Inputs under the small key
+//!
+//! A fresh input that only ever reaches lookups through leveled operations, never an output
+//! and never a sum with a bootstrap's result ([`small_key_nodes`]), is encrypted by the
+//! client under the small LWE key, the keyswitch's target: the lookups reading it skip the
+//! keyswitch (a fifth to a quarter of a lookup's time on small sets) and its noise, paying the
+//! small key's fresh noise and the modulus switch instead. Every lookup of a tree ensemble
+//! and every first-layer lookup of a network reads such inputs. When a circuit fits no set
+//! that way (large weights in front of small-key inputs), it is planned with every input
+//! under the large key.
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -341,6 +352,49 @@ pub fn read_spec_in(circuit: &Circuit, shared: &SharedReads, node: NodeId, e: us
         .map(|spec| ReadSpec { slot_bits: shared.slot_bits_of(ElementRef { node, index: e }), ..spec })
 }
 
+/// Per node: whether its value is under the small LWE key. Inputs are, unless some value
+/// computed from them (by leveled operations only) is an output, or is combined with a
+/// bootstrap's result, or is read by anything but a bootstrap; leveled nodes are when every
+/// operand is. A bootstrap's result is always under the large key.
+pub fn small_key_nodes(circuit: &Circuit) -> Vec<bool> {
+    let materialised = materialised_rounds(circuit);
+    let nodes = circuit.nodes();
+    let is_bootstrap = |i: usize| matches!(nodes[i].op, Op::Lookup(..)) || materialised[i];
+    let consumers = circuit.consumers();
+    let mut banned = vec![false; nodes.len()];
+    loop {
+        let mut small = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            small[i] = match node.op {
+                Op::Input { .. } => !banned[i],
+                _ if is_bootstrap(i) => false,
+                _ => {
+                    let operands = node.op.operands();
+                    !operands.is_empty() && operands.iter().all(|o| small[o.0])
+                }
+            };
+        }
+        let misused: Vec<usize> = (0..nodes.len())
+            .filter(|&i| {
+                small[i]
+                    && (circuit.outputs().contains(&NodeId(i))
+                        || consumers[i].iter().any(|c| !is_bootstrap(c.0) && !small[c.0]))
+            })
+            .collect();
+        if misused.is_empty() {
+            return small;
+        }
+        // Ban the inputs behind every misused value, and look again.
+        let mut stack = misused;
+        while let Some(i) = stack.pop() {
+            if let Op::Input { .. } = nodes[i].op {
+                banned[i] = true;
+            }
+            stack.extend(nodes[i].op.operands().iter().map(|o| o.0).filter(|&o| small[o] && !banned[o]));
+        }
+    }
+}
+
 /// The node and read spec behind each element a bootstrap reads.
 fn bootstrap_inputs(
     circuit: &Circuit,
@@ -601,11 +655,13 @@ fn evaluate_candidate(
     noise: &NoiseModel,
     materialised: &[bool],
     shared: &SharedReads,
+    small_key: &[bool],
     exact_outputs: bool,
     flooding: Option<Flooding>,
 ) -> std::result::Result<Evaluation, String> {
     let var = propagate_variance(circuit, |node, e| {
         let source = match circuit.node(node).op {
+            Op::Input { .. } if small_key[node.0] => noise.small_fresh,
             Op::Input { .. } => noise.fresh,
             _ => noise.bootstrap_output,
         };
@@ -625,7 +681,8 @@ fn evaluate_candidate(
             ));
         }
         let delta = 2f64.powi(-((spec.width + spec.slot_bits) as i32) - 1);
-        let modulus_switch = noise.keyswitch_and_modulus_switch / (delta * delta);
+        let switch = if small_key[source.0] { noise.modulus_switch } else { noise.keyswitch_and_modulus_switch };
+        let modulus_switch = switch / (delta * delta);
         let variance = var[source.0][e] + modulus_switch;
         let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
         let p = two_sided_tail(half_box, variance);
@@ -783,6 +840,9 @@ pub struct CompileReport {
     pub bootstrap_seconds: f64,
     /// Expected server time per sample, in seconds, with `threads` threads.
     pub expected_seconds: f64,
+    /// Lookups reading inputs encrypted under the small key: they skip the keyswitch.
+    #[serde(default)]
+    pub small_key_lookups: usize,
     /// Threads the estimate assumes.
     pub threads: usize,
     /// The hiding asked of sanitized outputs, in bits; `None` when outputs are not planned
@@ -805,6 +865,13 @@ impl std::fmt::Display for CompileReport {
                 f,
                 "many-LUT          {} lookups in {} bootstraps, {} of which serve several tables",
                 self.lookups, self.bootstraps, self.shared_bootstraps
+            )?;
+        }
+        if self.small_key_lookups > 0 {
+            writeln!(
+                f,
+                "small-key inputs  {} of {} lookups read inputs encrypted under the small key (no keyswitch)",
+                self.small_key_lookups, self.lookups
             )?;
         }
         writeln!(f, "leveled terms     {}", self.leveled_terms)?;
@@ -896,6 +963,10 @@ pub struct Plan {
     /// How outputs are sanitized, when they are planned for it.
     #[serde(default)]
     pub sanitization: Option<SanitizationPlan>,
+    /// Per node: whether its value is under the small LWE key ([`small_key_nodes`]; empty
+    /// when every value is under the large key).
+    #[serde(default)]
+    pub small_key: Vec<bool>,
 }
 
 /// The noise a sanitizing server adds to each output element (see [`crate::sanitize`]).
@@ -913,6 +984,11 @@ pub struct SanitizationPlan {
 }
 
 impl Plan {
+    /// Whether `node`'s value is under the small LWE key.
+    pub fn is_small_key(&self, node: NodeId) -> bool {
+        self.small_key.get(node.0).copied().unwrap_or(false)
+    }
+
     /// The read spec of a bootstrap element under this plan (many-LUT slots included).
     pub fn read_spec(&self, circuit: &Circuit, node: NodeId, e: usize) -> Option<ReadSpec> {
         read_spec_in(circuit, &self.shared, node, e)
@@ -962,6 +1038,7 @@ fn constraints(
     circuit: &Circuit,
     shared: &SharedReads,
     materialised: &[bool],
+    small_key: &[bool],
     config: &FheConfig,
     p: f64,
 ) -> (Vec<Constraint>, u32) {
@@ -969,7 +1046,10 @@ fn constraints(
     let unit = |node: NodeId, e: usize| 2f64.powi(2 * (64 - deltas[node.0][e] as i32));
     let is_input = |node: NodeId| matches!(circuit.node(node).op, Op::Input { .. });
     let bootstrap = propagate_variance(circuit, |node, e| if is_input(node) { 0.0 } else { unit(node, e) });
-    let fresh = propagate_variance(circuit, |node, e| if is_input(node) { unit(node, e) } else { 0.0 });
+    let fresh =
+        propagate_variance(circuit, |node, e| if is_input(node) && !small_key[node.0] { unit(node, e) } else { 0.0 });
+    let small_fresh =
+        propagate_variance(circuit, |node, e| if is_input(node) && small_key[node.0] { unit(node, e) } else { 0.0 });
     // P(|N(0, v)| > b) <= p  <=>  v <= b² / (2 erfc⁻¹(p)²).
     let z2 = 2.0 * erfc_inverse(p).powi(2);
     let mut all = Vec::new();
@@ -979,10 +1059,14 @@ fn constraints(
         let half_box = 0.5 * 2f64.powi((spec.width - spec.read_bits) as i32);
         let tolerated = half_box * half_box / z2;
         let sink_unit = 2f64.powi(2 * (spec.width + spec.slot_bits) as i32 + 2);
+        let (keyswitch, modulus_switch) =
+            if small_key[source.0] { (0.0, sink_unit / tolerated) } else { (sink_unit / tolerated, 0.0) };
         all.push(Constraint {
             bootstrap: bootstrap[source.0][e] / tolerated,
             fresh: fresh[source.0][e] / tolerated,
-            keyswitch: sink_unit / tolerated,
+            small_fresh: small_fresh[source.0][e] / tolerated,
+            keyswitch,
+            modulus_switch,
         });
     }
     // Sanitized outputs keep room for flooding noise `2^bits · z` times the output's own.
@@ -1002,11 +1086,21 @@ fn constraints(
             all.push(Constraint {
                 bootstrap: bootstrap[out.0][e] / tolerated,
                 fresh: fresh[out.0][e] / tolerated,
-                keyswitch: 0.0,
+                small_fresh: small_fresh[out.0][e] / tolerated,
+                ..Constraint::default()
             });
         }
     }
     (undominated(all), min_log2)
+}
+
+/// The share of lookups (0 to 1) that read a large-key value and so keyswitch.
+fn keyswitched_share(circuit: &Circuit, materialised: &[bool], small_key: &[bool]) -> f64 {
+    let sites = bootstrap_inputs(circuit, materialised, &SharedReads::none());
+    if sites.is_empty() {
+        return 1.0;
+    }
+    sites.iter().filter(|(_, _, source, _)| !small_key[source.0]).count() as f64 / sites.len() as f64
 }
 
 /// The cheapest generated set for the circuit (with and without many-LUT fusion), if any.
@@ -1014,11 +1108,13 @@ fn generated_candidate(
     circuit: &Circuit,
     all_shared: &SharedReads,
     materialised: &[bool],
+    small_key: &[bool],
     config: &FheConfig,
     sites: usize,
 ) -> Option<ParameterSet> {
     let p = per_site_p(circuit, config, sites);
-    let plain = constraints(circuit, &SharedReads::none(), materialised, config, p);
+    let keyswitched = keyswitched_share(circuit, materialised, small_key);
+    let plain = constraints(circuit, &SharedReads::none(), materialised, small_key, config, p);
     let mut best: Option<(ParameterSet, f64)> = None;
     let mut consider = |set: crate::generated::GeneratedParameters, cost: f64, bootstraps: usize| {
         let total = cost * bootstraps as f64;
@@ -1031,7 +1127,7 @@ fn generated_candidate(
     let allow_k = |k: usize| !config.sanitize || k.is_power_of_two();
     let (low, high) = crate::generated::bounds::LOG2_POLYNOMIAL_SIZE;
     for log2_n in low.max(plain.1)..=high {
-        if let Some((set, cost)) = optimize_where(log2_n, &plain.0, allow_k) {
+        if let Some((set, cost)) = optimize_where(log2_n, &plain.0, keyswitched, allow_k) {
             consider(set, cost, sites);
         }
         if all_shared.is_empty() {
@@ -1044,13 +1140,13 @@ fn generated_candidate(
         let fused = match &fused_cache {
             Some((cached, c)) if *cached == shared => c.clone(),
             _ => {
-                let c = constraints(circuit, &shared, materialised, config, p);
+                let c = constraints(circuit, &shared, materialised, small_key, config, p);
                 fused_cache = Some((shared.clone(), c.clone()));
                 c
             }
         };
         if fused.1 <= log2_n
-            && let Some((set, cost)) = optimize_where(log2_n, &fused.0, allow_k)
+            && let Some((set, cost)) = optimize_where(log2_n, &fused.0, keyswitched, allow_k)
         {
             consider(set, cost, sites - shared.bootstraps_saved());
         }
@@ -1156,19 +1252,34 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
 }
 
 /// [`plan`]; `explain` searches, when sanitization is what fails, for the hiding that fits.
+/// Inputs go under the small key where they can ([`small_key_nodes`]), unless nothing fits
+/// that way.
 fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Plan> {
+    let small_key = small_key_nodes(circuit);
+    let any_small = circuit.inputs().iter().any(|i| small_key[i.0]);
+    if any_small && let Ok(plan) = plan_keys(circuit, config, explain, small_key) {
+        return Ok(plan);
+    }
+    plan_keys(circuit, config, explain, vec![false; circuit.nodes().len()])
+}
+
+/// [`plan_with`] for one assignment of values to keys.
+fn plan_keys(circuit: &Circuit, config: &FheConfig, explain: bool, small_key: Vec<bool>) -> Result<Plan> {
     let cost = circuit.cost();
     let sites = cost.lookups.len();
     let materialised = materialised_rounds(circuit);
     let all_shared = if config.many_lut { SharedReads::find(circuit) } else { SharedReads::none() };
     let needs_bootstrap = sites > 0;
+    let keyswitched = keyswitched_share(circuit, &materialised, &small_key);
+    // Per lookup: the bootstrap, and the keyswitch for the share of lookups that need one.
+    let per_lookup = |set: &ParameterSet| set.cost - (1.0 - keyswitched) * set.keyswitch_cost();
     let mut candidates: Vec<ParameterSet> = config.candidates.iter().map(|id| id.set()).collect();
     if needs_bootstrap && config.parameters == ParameterMode::Optimized {
-        candidates.extend(generated_candidate(circuit, &all_shared, &materialised, config, sites));
+        candidates.extend(generated_candidate(circuit, &all_shared, &materialised, &small_key, config, sites));
     }
     // Without lookups only encryption matters: the smallest ciphertexts win.
     if needs_bootstrap {
-        candidates.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+        candidates.sort_by(|a, b| per_lookup(a).total_cmp(&per_lookup(b)));
     } else {
         candidates.sort_by_key(|s| s.big_lwe_dimension());
     }
@@ -1186,10 +1297,10 @@ fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Pla
     let mut reasons = Vec::new();
     let mut best: Option<Feasible> = None;
     for set in candidates {
-        let total = |f: &Feasible| f.bootstraps as f64 * f.set.cost;
+        let total = |f: &Feasible| f.bootstraps as f64 * per_lookup(&f.set);
         // Sets are sorted by cost: past this point even full fusion cannot do better.
         if let Some(b) = &best
-            && (sites - all_shared.bootstraps_saved()) as f64 * set.cost >= total(b)
+            && (sites - all_shared.bootstraps_saved()) as f64 * per_lookup(&set) >= total(b)
         {
             break;
         }
@@ -1216,6 +1327,7 @@ fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Pla
                 &noise,
                 &materialised,
                 &shared,
+                &small_key,
                 config.exact_outputs,
                 flooding,
             ) {
@@ -1330,7 +1442,11 @@ fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Pla
         compressed_key_bytes: if needs_bootstrap { set.compressed_key_bytes() } else { 0 },
         rounding_deviations: eval.rounding_deviations,
         bootstrap_seconds: set.bootstrap_seconds(),
-        expected_seconds: bootstraps as f64 * set.bootstrap_seconds() / threads as f64,
+        expected_seconds: bootstraps as f64 * per_lookup(&set) / 1e3 / threads as f64,
+        small_key_lookups: bootstrap_inputs(circuit, &materialised, &SharedReads::none())
+            .iter()
+            .filter(|(_, _, source, _)| small_key[source.0])
+            .count(),
         threads,
         sanitize_bits: config.sanitize.then_some(config.sanitize_bits),
     };
@@ -1348,5 +1464,6 @@ fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Pla
         shared,
         report,
         sanitization,
+        small_key: if small_key.iter().any(|s| *s) { small_key } else { Vec::new() },
     })
 }

@@ -5,7 +5,8 @@
 //! start with a Gaussian sample of the encryption noise; leveled operations combine the
 //! noises with the same integer weights as the values, so noises that share an ancestor stay
 //! correlated exactly as under encryption; a bootstrap adds the keyswitch and modulus-switch
-//! noise to what it reads, reads the box the noisy value falls in (approximate-rounding
+//! noise to what it reads (the modulus switch alone for small-key inputs, whose fresh
+//! noise is the small key's), reads the box the noisy value falls in (approximate-rounding
 //! flips near box edges and failures happen with the same probability as under
 //! encryption), and starts its output with a fresh sample of the bootstrap-output noise.
 //! Outputs decrypt to the nearest integer of value + noise, so real-valued outputs show the
@@ -17,7 +18,9 @@
 //! end of the polynomial), as the accumulator would; the neighbour's entry is then taken in
 //! the reading table's own scale.
 
-use fheml_circuits::{Backend, Circuit, CircuitError, ElementRef, FusedRounding, NodeId, SharedReads, Table};
+use fheml_circuits::{
+    Backend, Circuit, CircuitError, ElementRef, FusedRounding, NodeId, Op, SharedReads, Table, lookup_source,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -76,7 +79,8 @@ impl SimulatedBackend<'_> {
 
     /// A fresh encryption of `value` as input element `e` of `node`.
     pub fn encrypt(&self, node: NodeId, e: usize, value: i64) -> Noisy {
-        let std = self.noise.fresh.sqrt() / self.delta(node, e);
+        let fresh = if self.plan.is_small_key(node) { self.noise.small_fresh } else { self.noise.fresh };
+        let std = fresh.sqrt() / self.delta(node, e);
         Noisy { value, noise: self.gaussian(ElementRef { node, index: e }, Draw::Fresh, std) }
     }
 
@@ -107,9 +111,11 @@ impl SimulatedBackend<'_> {
     /// The box a noisy read of `x` lands in, counted from the first box of the polynomial
     /// (outside `0..2^resolved_bits` when the noise wraps past the padding bit).
     fn noisy_box(&self, x: &Noisy, spec: &ReadSpec, out: ElementRef) -> i64 {
-        // Keyswitch and modulus switch, in units of the read message.
-        let switch_std =
-            self.noise.keyswitch_and_modulus_switch.sqrt() * 2f64.powi((spec.width + spec.slot_bits) as i32 + 1);
+        // Keyswitch and modulus switch (the latter alone for a small-key value), in units of
+        // the read message.
+        let switch =
+            if self.reads_small_key(out) { self.noise.modulus_switch } else { self.noise.keyswitch_and_modulus_switch };
+        let switch_std = switch.sqrt() * 2f64.powi((spec.width + spec.slot_bits) as i32 + 1);
         // Approximate roundings read half a unit higher (see the TFHE backend's sink).
         let shift = if spec.width > spec.read_bits { 0.5 } else { 0.0 };
         let c = (x.value - spec.offset) as f64 + shift + x.noise + self.gaussian(out, Draw::Read, switch_std);
@@ -128,6 +134,16 @@ impl SimulatedBackend<'_> {
         let negated = global.div_euclid(total).rem_euclid(2) == 1;
         let position = global.rem_euclid(total);
         ((position / boxes) as usize, position % boxes, negated)
+    }
+
+    /// Whether the bootstrap `out` reads a small-key value.
+    fn reads_small_key(&self, out: ElementRef) -> bool {
+        let source = match &self.circuit.node(out.node).op {
+            Op::Lookup(x, _) => lookup_source(self.circuit, *x).0,
+            Op::Round { input, .. } => *input,
+            _ => return false,
+        };
+        self.plan.is_small_key(source)
     }
 
     fn spec(&self, out: ElementRef) -> Result<ReadSpec, CircuitError> {

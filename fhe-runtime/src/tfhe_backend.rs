@@ -11,9 +11,22 @@
 //! so that its phase stays within the first table's slice, and table `j`'s result is the
 //! sample extracted at coefficient `j · 2^read_bits · box` (tfhe-rs's
 //! `apply_many_lookup_table`, with our own accumulator and per-table output scales).
+//!
+//! Inputs that lookups alone read come under the small LWE key ([`crate::plan::small_key_nodes`]):
+//! leveled operations keep them there (samples of `n+1` words), and a lookup reading one
+//! goes straight to the modulus switch and blind rotation with the server key's bootstrapping
+//! key, skipping the keyswitch.
+
+use std::cell::RefCell;
 
 use fheml_circuits::{Backend, Circuit, ElementRef, FusedRounding, SharedReads, Table};
-use tfhe::core_crypto::prelude::{GlweCiphertextOwned, LweCiphertextOwned, LweSize};
+use tfhe::core_crypto::prelude::{
+    ComputationBuffers, Fft, GlweCiphertextOwned, LweCiphertextOwned, LweSize, MonomialDegree,
+    blind_rotate_assign_mem_optimized, blind_rotate_assign_mem_optimized_requirement,
+    extract_lwe_sample_from_glwe_ciphertext,
+};
+use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
+use tfhe::shortint::server_key::ShortintBootstrappingKey;
 use tfhe::shortint::ciphertext::{Degree, MaxDegree, NoiseLevel};
 use tfhe::shortint::parameters::{AtomicPatternKind, ClassicPBSParameters, PBSOrder};
 use tfhe::shortint::server_key::{LookupTableOwned, ManyLookupTableOwned};
@@ -40,6 +53,44 @@ pub struct TfheBackend<'a> {
     pub(crate) lwe_size: LweSize,
     /// The lookups evaluated together (from the plan).
     pub(crate) shared: &'a SharedReads,
+}
+
+thread_local! {
+    /// Scratch memory of the blind rotations run on this thread.
+    static BUFFERS: RefCell<ComputationBuffers> = RefCell::new(ComputationBuffers::new());
+}
+
+/// Blind rotation of `acc` by a small-key sample: modulus switch (with the server key's
+/// noise-reduction configuration) and rotation, as tfhe-rs's bootstrap does after its
+/// keyswitch.
+pub(crate) fn rotate_small(server_key: &ServerKey, lwe: &LweCiphertextOwned<u64>, acc: &mut GlweCiphertextOwned<u64>) -> Result<()> {
+    let AtomicPatternServerKey::Standard(standard) = &server_key.atomic_pattern else {
+        return Err(FheError::BadKey("small-key inputs need a standard (keyswitch-bootstrap) server key".into()));
+    };
+    let ShortintBootstrappingKey::Classic { bsk, modulus_switch_noise_reduction_key } = &standard.bootstrapping_key
+    else {
+        return Err(FheError::BadKey("small-key inputs need a classic bootstrapping key".into()));
+    };
+    if lwe.lwe_size() != bsk.input_lwe_dimension().to_lwe_size() {
+        return Err(FheError::BadCiphertexts(format!(
+            "a small-key sample of LWE size {}; the bootstrapping key reads size {}",
+            lwe.lwe_size().0,
+            bsk.input_lwe_dimension().to_lwe_size().0
+        )));
+    }
+    let log_modulus = bsk.polynomial_size().to_blind_rotation_input_modulus_log();
+    let switched = modulus_switch_noise_reduction_key.lwe_ciphertext_modulus_switch::<usize, _>(lwe, log_modulus);
+    let fft = Fft::new(bsk.polynomial_size());
+    let fft = fft.as_view();
+    BUFFERS.with(|buffers| {
+        let mut buffers = buffers.borrow_mut();
+        buffers.resize(
+            blind_rotate_assign_mem_optimized_requirement::<u64>(acc.glwe_size(), acc.polynomial_size(), fft)
+                .unaligned_bytes_required(),
+        );
+        blind_rotate_assign_mem_optimized(&switched, acc, bsk, fft, buffers.stack());
+    });
+    Ok(())
 }
 
 impl TfheBackend<'_> {
@@ -119,9 +170,20 @@ impl TfheBackend<'_> {
         let spec = self.spec(out)?;
         let mut ct = self.sink(x, &spec, out)?;
         let out_delta = self.delta(out);
-        let acc = self.accumulator(&spec, &[(out_delta, &f)]);
+        let mut acc = self.accumulator(&spec, &[(out_delta, &f)]);
+        if self.is_small(x) {
+            rotate_small(server_key, &ct.ct, &mut acc)?;
+            let mut lwe = LweCiphertextOwned::new(0u64, self.lwe_size, self.params.ciphertext_modulus);
+            extract_lwe_sample_from_glwe_ciphertext(&acc, &mut lwe, MonomialDegree(0));
+            return Ok(Ct { lwe, delta_log: out_delta });
+        }
         server_key.apply_lookup_table_assign(&mut ct, &LookupTableOwned { acc, degree: Degree::new(0) });
         Ok(Ct { lwe: ct.ct, delta_log: out_delta })
+    }
+
+    /// Whether `x` is a sample under the small key (shorter than the large key's).
+    fn is_small(&self, x: &Ct) -> bool {
+        x.lwe.lwe_size() != self.lwe_size
     }
 }
 
@@ -131,8 +193,16 @@ impl Backend for TfheBackend<'_> {
 
     fn linear(&self, terms: &[(i64, &Ct)], constant: i64, out: ElementRef) -> Result<Ct> {
         let delta = self.delta(out);
-        let mut acc = LweCiphertextOwned::new(0u64, self.lwe_size, self.params.ciphertext_modulus);
+        // Under the key of its operands (the plan never mixes the two keys in one sum).
+        let size = terms.first().map_or(self.lwe_size, |(_, ct)| ct.lwe.lwe_size());
+        let mut acc = LweCiphertextOwned::new(0u64, size, self.params.ciphertext_modulus);
         for (weight, ct) in terms {
+            if ct.lwe.lwe_size() != size {
+                return Err(FheError::BadCiphertexts(format!(
+                    "node {} sums samples under two different keys",
+                    out.node
+                )));
+            }
             let shift = delta.checked_sub(ct.delta_log).ok_or_else(|| {
                 FheError::BadCiphertexts(format!("operand of node {} is encoded finer than planned", out.node))
             })?;
@@ -179,8 +249,21 @@ impl Backend for TfheBackend<'_> {
             .collect();
         let slots: Vec<(u32, &dyn Fn(i64) -> i64)> =
             outs.iter().zip(&functions).map(|(out, f)| (self.delta(*out), f.as_ref())).collect();
-        let acc = self.accumulator(&spec, &slots);
+        let mut acc = self.accumulator(&spec, &slots);
         let box_size = self.params.polynomial_size.0 >> spec.resolved_bits();
+        if self.is_small(x) {
+            rotate_small(server_key, &ct.ct, &mut acc)?;
+            let stride = box_size << spec.read_bits;
+            return Ok(outs
+                .iter()
+                .enumerate()
+                .map(|(j, out)| {
+                    let mut lwe = LweCiphertextOwned::new(0u64, self.lwe_size, self.params.ciphertext_modulus);
+                    extract_lwe_sample_from_glwe_ciphertext(&acc, &mut lwe, MonomialDegree(j * stride));
+                    Ct { lwe, delta_log: self.delta(*out) }
+                })
+                .collect());
+        }
         let lut = ManyLookupTableOwned {
             acc,
             input_max_degree: MaxDegree::new(0),

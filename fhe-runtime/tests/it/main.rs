@@ -6,3 +6,4 @@ mod fuzz;
 mod many_lut;
 mod optimizer;
 mod serialization;
+mod small_key;
