@@ -221,7 +221,7 @@ impl CompiledCircuit {
         let spec = self.client_spec();
         self.check_inputs(inputs)?;
         let packed = inputs.packed.clone().decompress_into_glwe_ciphertext_list();
-        let small = inputs.small.clone().map(|s| s.decompress_into_lwe_ciphertext_list());
+        let small = inputs.small.clone().map(|s| s.par_decompress_into_lwe_ciphertext_list());
         let (per_sample, small_per_sample) = spec.elements_per_sample();
         let sample_bytes = per_sample.saturating_mul(lwe_size.0).saturating_mul(8).max(1);
         let chunk = (expanded_bytes / sample_bytes).max(1);
@@ -613,7 +613,8 @@ impl ClientSpec {
                 seeder.seed().into(),
                 params.ciphertext_modulus,
             );
-            encrypt_seeded_lwe_ciphertext_list(
+            // In parallel: one mask per input (thousands of thermometer bits for a tree).
+            par_encrypt_seeded_lwe_ciphertext_list(
                 &small_key,
                 &mut list,
                 &PlaintextList::from_container(small_plaintexts),
