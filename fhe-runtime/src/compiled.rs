@@ -217,6 +217,7 @@ impl CompiledCircuit {
             params,
             lwe_size,
             shared: &self.plan.shared,
+            small_key: &self.plan.small_key,
         };
         let spec = self.client_spec();
         self.check_inputs(inputs)?;

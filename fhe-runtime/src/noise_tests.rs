@@ -128,6 +128,7 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
         params: set.params,
         lwe_size: LweSize(set.big_lwe_dimension() + 1),
         shared: &compiled.plan().shared,
+        small_key: &compiled.plan().small_key,
     };
     let out = fheml_circuits::ElementRef { node: fheml_circuits::NodeId(0), index: 0 };
     let same = compiled.plan().deltas[0][0];

@@ -1252,15 +1252,19 @@ pub fn plan(circuit: &Circuit, config: &FheConfig) -> Result<Plan> {
 }
 
 /// [`plan`]; `explain` searches, when sanitization is what fails, for the hiding that fits.
-/// Inputs go under the small key where they can ([`small_key_nodes`]), unless nothing fits
-/// that way.
+/// Inputs go under the small key where they can ([`small_key_nodes`]) when that is the
+/// cheaper plan: it saves the keyswitches, but large weights in front of such inputs
+/// multiply the small key's (much larger) fresh noise.
 fn plan_with(circuit: &Circuit, config: &FheConfig, explain: bool) -> Result<Plan> {
     let small_key = small_key_nodes(circuit);
     let any_small = circuit.inputs().iter().any(|i| small_key[i.0]);
-    if any_small && let Ok(plan) = plan_keys(circuit, config, explain, small_key) {
-        return Ok(plan);
+    let small = if any_small { plan_keys(circuit, config, explain, small_key).ok() } else { None };
+    let large = plan_keys(circuit, config, explain, vec![false; circuit.nodes().len()]);
+    match (small, large) {
+        (Some(s), Ok(l)) if l.report.expected_seconds < s.report.expected_seconds => Ok(l),
+        (Some(s), _) => Ok(s),
+        (None, large) => large,
     }
-    plan_keys(circuit, config, explain, vec![false; circuit.nodes().len()])
 }
 
 /// [`plan_with`] for one assignment of values to keys.

@@ -53,6 +53,8 @@ pub struct TfheBackend<'a> {
     pub(crate) lwe_size: LweSize,
     /// The lookups evaluated together (from the plan).
     pub(crate) shared: &'a SharedReads,
+    /// Per node: whether its value is under the small key (from the plan; empty: none is).
+    pub(crate) small_key: &'a [bool],
 }
 
 thread_local! {
@@ -193,8 +195,13 @@ impl Backend for TfheBackend<'_> {
 
     fn linear(&self, terms: &[(i64, &Ct)], constant: i64, out: ElementRef) -> Result<Ct> {
         let delta = self.delta(out);
-        // Under the key of its operands (the plan never mixes the two keys in one sum).
-        let size = terms.first().map_or(self.lwe_size, |(_, ct)| ct.lwe.lwe_size());
+        // Under the key the plan gives the node (its operands' key; an element without terms,
+        // a constant, takes it too).
+        let size = if self.small_key.get(out.node.0).copied().unwrap_or(false) {
+            self.params.lwe_dimension.to_lwe_size()
+        } else {
+            self.lwe_size
+        };
         let mut acc = LweCiphertextOwned::new(0u64, size, self.params.ciphertext_modulus);
         for (weight, ct) in terms {
             if ct.lwe.lwe_size() != size {

@@ -27,8 +27,16 @@ use crate::network::{Activation, Layer, Network};
 
 /// Significant bits a regression network's output keeps under encryption: the runtime bounds
 /// its decryption error in units of `2^(width - 8)` of its range (narrower outputs to the
-/// unit). Classifier logits keep their full integer resolution.
+/// unit).
 pub const OUTPUT_RESOLUTION_BITS: u32 = 8;
+
+/// Significant bits a classifier's logits keep under encryption, over the spread they take
+/// on the training (or calibration) rows: the runtime bounds their decryption error in units
+/// of `2^(⌊log2 spread⌋ - 10)` integers (at least one). Labels then flip only where the two
+/// best logits lie within about a thousandth of that spread, which the compile report's
+/// expected label flips measure; without a recorded spread logits keep their full integer
+/// resolution.
+pub const LOGIT_RESOLUTION_BITS: u32 = 10;
 
 /// Widest input a table lookup can read (the circuit builder's limit).
 const MAX_TABLE_BITS: u32 = 16;
@@ -180,6 +188,21 @@ struct QTensor {
     /// Per stored element (channels-last for images).
     scale: Vec<f64>,
     zero: Vec<i64>,
+}
+
+/// The step of a classifier's integer logits, whose channels have `scales` (float per
+/// integer): [`LOGIT_RESOLUTION_BITS`] over the observed float spread in the coarsest
+/// channel, a power of two, at least 1.
+fn logit_step(scales: &[f64], observed: Option<(f64, f64)>) -> u64 {
+    let coarsest = scales.iter().copied().filter(|s| s.is_finite() && *s > 0.0).fold(0f64, f64::max);
+    match observed {
+        Some((lo, hi)) if hi > lo && coarsest > 0.0 => {
+            let spread = (hi - lo) / coarsest;
+            let bits = spread.log2().floor() - LOGIT_RESOLUTION_BITS as f64;
+            if bits >= 1.0 { 1u64 << (bits as u32).min(62) } else { 1 }
+        }
+        _ => 1,
+    }
 }
 
 /// Stored (channels-last) flat index of `(c, h, w)` in a `[C, H, W]` tensor.
@@ -560,12 +583,21 @@ pub struct OutputDecoding {
     pub post: PostProcessing,
     /// Class labels or regression.
     pub task: Task,
+    /// The network's outputs range over this on the training (or calibration) rows, before
+    /// `scale` and `offset`: it sets a classifier's logit resolution ([`LOGIT_RESOLUTION_BITS`]).
+    pub observed_range: Option<(f64, f64)>,
 }
 
 impl OutputDecoding {
     /// Outputs as they are, for a regression.
     pub fn identity() -> Self {
-        Self { scale: 1.0, offset: 0.0, post: PostProcessing::Identity, task: Task::Regression }
+        Self {
+            scale: 1.0,
+            offset: 0.0,
+            post: PostProcessing::Identity,
+            task: Task::Regression,
+            observed_range: None,
+        }
     }
 }
 
@@ -611,12 +643,12 @@ pub fn lower(
             Layer::Reshape(to) => lowering.reshape(x, to)?,
         };
     }
-    // Logits and regression values are real-valued outputs. A classifier's logits keep their
-    // integer resolution (labels flip when two logits come within a few units, which the
-    // static range says nothing about); a regression value keeps OUTPUT_RESOLUTION_BITS
-    // significant bits of its range.
+    // Logits and regression values are real-valued outputs. A classifier's logits keep
+    // LOGIT_RESOLUTION_BITS over the spread they were seen to take (labels flip when two
+    // logits come within a few steps, which the static range says nothing about); a
+    // regression value keeps OUTPUT_RESOLUTION_BITS significant bits of its range.
     let step = match decoding.task {
-        Task::Classification { .. } => 1,
+        Task::Classification { .. } => logit_step(&x.scale, decoding.observed_range),
         Task::Regression => 1u64 << lowering.b.node_range(x.node).span_bits().0.saturating_sub(OUTPUT_RESOLUTION_BITS),
     };
     lowering.b.output_real(x.node, step)?;

@@ -38,6 +38,10 @@ pub struct NnModel {
     task: Task,
     post: PostProcessing,
     params: Option<ValidMlpParams>,
+    /// Range of the network's outputs (before `output_affine`) on the training or
+    /// calibration rows: sets the logits' resolution under encryption.
+    #[serde(default)]
+    observed_output: Option<(f64, f64)>,
 }
 
 fn check_finite(x: ArrayView2<f64>) -> Result<()> {
@@ -152,7 +156,7 @@ impl NnModel {
             seed: p.seed,
         };
         let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets, on_epoch)?;
-        Ok(Self {
+        let mut model = Self {
             network: trained.network,
             standardizer: Some(Standardizer { offset, scale: sigma }),
             input: InputQuantization { quantizer, scale, zero },
@@ -163,7 +167,10 @@ impl NnModel {
             task,
             post,
             params: Some(params.clone()),
-        })
+            observed_output: None,
+        };
+        model.observed_output = model.output_range(x)?;
+        Ok(model)
     }
 
     /// Post-training quantization of a float network (imported from ONNX or burn):
@@ -202,7 +209,7 @@ impl NnModel {
         let input = InputQuantization::for_network(&network, n_bits, calibration)?;
         let rows: Vec<Vec<f64>> = calibration.rows().into_iter().map(|r| r.to_vec()).collect();
         let activation_ranges = calibrate_activations(&network, &rows)?;
-        Ok(Self {
+        let mut model = Self {
             network,
             standardizer: None,
             input,
@@ -213,7 +220,18 @@ impl NnModel {
             task,
             post,
             params: None,
-        })
+            observed_output: None,
+        };
+        model.observed_output = model.output_range(calibration)?;
+        Ok(model)
+    }
+
+    /// The range of the network's outputs (before the output affine map) over the rows of `x`.
+    fn output_range(&self, x: ArrayView2<f64>) -> Result<Option<(f64, f64)>> {
+        let (a, b) = self.output_affine;
+        let outputs = self.decision_function(x)?;
+        let network = outputs.iter().map(|v| if a != 0.0 { (v - b) / a } else { *v });
+        Ok(network.fold(None, |r: Option<(f64, f64)>, v| Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))))
     }
 
     /// The float network.
@@ -280,6 +298,7 @@ impl NnModel {
                 offset: self.output_affine.1,
                 post: self.post,
                 task: self.task.clone(),
+                observed_range: self.observed_output,
             },
         )
     }

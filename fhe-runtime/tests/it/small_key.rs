@@ -53,3 +53,22 @@ fn inputs_that_reach_an_output_or_mix_with_a_bootstrap_stay_under_the_large_key(
     assert_eq!(client.decrypt(&client_key, &answer).unwrap(), expected);
     assert_eq!(compiled.simulate(&batch, 3).unwrap(), expected);
 }
+
+/// A product column of zero weights is a constant: it takes its node's key, so the sum it
+/// joins (under the small key) stays on one key.
+#[test]
+fn constants_in_small_key_nodes_take_the_small_key() {
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[2], Interval::new(0, 3).unwrap());
+    let p = b.matmul(x, array![[1, 0], [1, 0]]).unwrap();
+    let s = b.matmul(p, array![[1], [1]]).unwrap();
+    let y = b.lookup(s, identity()).unwrap();
+    b.output(y).unwrap();
+    let compiled = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap();
+    assert!(compiled.plan().is_small_key(p) && compiled.plan().is_small_key(s));
+    let client = compiled.client_spec();
+    let (client_key, eval_key) = client.keygen();
+    let batch = vec![vec![vec![1, 2]], vec![vec![3, 3]]];
+    let answer = compiled.run(&eval_key, &client.encrypt(&client_key, &batch).unwrap()).unwrap();
+    assert_eq!(client.decrypt(&client_key, &answer).unwrap(), compiled.circuit().evaluate_clear_batch(&batch).unwrap());
+}
