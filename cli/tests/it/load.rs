@@ -13,21 +13,19 @@ use fheml_fhe_runtime::{Fingerprint, Kind, Parameters};
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::{
     CiphertextModulus, LweDimension, PolynomialSize, SeededGlweCiphertextList, SeededGlweCiphertextListOwned,
+    SeededLweCiphertextList, SeededLweCiphertextListOwned,
 };
 
-use crate::{Scratch, ok, s};
+use crate::{Scratch, json, ok, s};
 
 /// Peak resident memory the server may reach under this test: the key memory quota
 /// (3.5 expanded tree keys), plus, for each of the two evaluation turns, a key being
 /// expanded (its standard form and its Fourier form side by side, about twice its final
-/// size), plus 64 MiB for the process, the admitted bodies (eight, at most 12 MiB each,
-/// rarely all at once) and buffers.
-const PEAK_RSS_CAP_KIB: u64 = (EXPANDED_TREE_KEY * 7 / 2 + 2 * 2 * EXPANDED_TREE_KEY + (64 << 20)) / 1024;
-
-/// One expanded key of the tree's parameter set, as `fheml inspect` reports it.
-const EXPANDED_TREE_KEY: u64 = 74_366_976;
-/// One compressed key of the tree's parameter set, as uploaded.
-const COMPRESSED_TREE_KEY: u64 = 11_999_416;
+/// size), plus 128 MiB for the process (about 64 MiB), buffers and the admitted bodies
+/// (eight, at most one compressed key or `--max-samples` rows each).
+fn peak_rss_cap_kib(expanded_tree_key: u64) -> u64 {
+    (expanded_tree_key * 7 / 2 + 2 * 2 * expanded_tree_key + (128 << 20)) / 1024
+}
 
 struct Server(Child);
 
@@ -44,6 +42,7 @@ struct Inputs {
     fingerprint: Fingerprint,
     samples: usize,
     packed: SeededGlweCiphertextListOwned<u64>,
+    small: Option<SeededLweCiphertextListOwned<u64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -179,6 +178,11 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
     // Honest keys and a batch, made with the file commands, to craft hostile bodies from.
     let keys = dir.path("keys");
     ok(&["keygen", "--model", s(&tree), "--out-dir", s(&keys)]);
+    // One expanded key of the tree's parameter set, as `fheml inspect` reports it, and one
+    // compressed key, as uploaded.
+    let expanded_tree_key = json(&["inspect", "--json", s(&tree)])["expanded_key_bytes"].as_u64().unwrap();
+    let compressed_tree_key = std::fs::metadata(keys.join("eval.key")).unwrap().len();
+    let peak_cap_kib = peak_rss_cap_kib(expanded_tree_key);
     let query = dir.path("q.bin");
     let sixteen = dir.path("sixteen.csv");
     let text = std::fs::read_to_string(&test).unwrap();
@@ -216,8 +220,8 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
     let token = Some("load-test-token");
     let server_keys = dir.path("server-keys");
     // Three tree keys fit each quota; a fourth evicts the least recently used.
-    let memory_quota = (EXPANDED_TREE_KEY * 7 / 2).to_string();
-    let disk_quota = (COMPRESSED_TREE_KEY * 7 / 2).to_string();
+    let memory_quota = (expanded_tree_key * 7 / 2).to_string();
+    let disk_quota = (compressed_tree_key * 7 / 2).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fheml"))
         .args([
             "serve",
@@ -258,8 +262,20 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
     let honest_query = std::fs::read(&query).unwrap();
     let honest = || open::<Inputs>(&honest_query, Kind::EncryptedInputs);
     let with_list = |samples: usize, list: SeededGlweCiphertextListOwned<u64>| {
-        seal_inputs(&Inputs { fingerprint: honest().fingerprint, samples, packed: list })
+        seal_inputs(&Inputs { fingerprint: honest().fingerprint, samples, packed: list, small: honest().small })
     };
+    // The tree's thermometer bits are small-key LWE samples: their list is checked too.
+    let honest_small = honest().small.expect("tree inputs under the small key");
+    let with_small = |data: Vec<u64>, modulus: CiphertextModulus<u64>| {
+        let small = SeededLweCiphertextList::from_container(
+            data,
+            honest_small.lwe_size(),
+            honest_small.compression_seed(),
+            modulus,
+        );
+        seal_inputs(&Inputs { small: Some(small), ..honest() })
+    };
+    let small_data = honest_small.as_ref().to_vec();
     let relist = |data: Vec<u64>, poly: usize, modulus: CiphertextModulus<u64>| {
         let p = honest().packed;
         SeededGlweCiphertextList::from_container(
@@ -309,6 +325,14 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
             400,
         ),
         ("polynomial size N/2", unknown_key.clone(), token, with_list(16, relist(data.clone(), n / 2, native)), 400),
+        ("small-key bodies missing", unknown_key.clone(), token, with_small(small_data[1..].to_vec(), native), 400),
+        (
+            "small-key modulus 2^32",
+            unknown_key.clone(),
+            token,
+            with_small(small_data.clone(), CiphertextModulus::try_new_power_of_2(32).unwrap()),
+            400,
+        ),
         ("random bytes to /run", "/models/linear/run".into(), token, random.clone(), 400),
         ("random bytes to /keys", "/models/tree/keys".into(), token, random.clone(), 400),
         ("oversized /run body", "/models/linear/run".into(), token, vec![0u8; 3 << 20], 413),
@@ -426,8 +450,8 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
          {mutated} mutated batches 200 ({evaluated}) or 4xx, \
          server peak RSS {:.1} MiB (cap {} MiB), {:.1} s",
         peak as f64 / 1024.0,
-        PEAK_RSS_CAP_KIB / 1024,
+        peak_cap_kib / 1024,
         started.elapsed().as_secs_f64()
     );
-    assert!(peak < PEAK_RSS_CAP_KIB, "server peak RSS {peak} KiB over the {PEAK_RSS_CAP_KIB} KiB cap");
+    assert!(peak < peak_cap_kib, "server peak RSS {peak} KiB over the {peak_cap_kib} KiB cap");
 }
