@@ -81,14 +81,22 @@ pub struct CompressedEvaluationKey {
 /// packed as the coefficients of seeded GLWE ciphertexts. One GLWE holds `N` inputs for the
 /// price of one mask (regenerated from a seed, so it costs nothing on the wire); the
 /// server extracts each input as an LWE sample under the same key, which adds no noise.
-/// Inputs that lookups alone read are instead seeded LWE ciphertexts under the small key
-/// (one body each on the wire), which the lookups read without a keyswitch.
+/// Inputs that lookups alone read are packed the same way under the small key, seen as a
+/// GLWE key of `n / N'` polynomials of size `N'` ([`small_key_polynomial_size`]), and the
+/// lookups read them without a keyswitch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
     pub(crate) samples: usize,
     pub(crate) packed: SeededGlweCiphertextListOwned<u64>,
-    pub(crate) small: Option<SeededLweCiphertextListOwned<u64>>,
+    pub(crate) small: Option<SeededGlweCiphertextListOwned<u64>>,
+}
+
+/// The polynomial size the small LWE key of dimension `n` is split into to pack small-key
+/// inputs: the largest power of two dividing `n`, at most 2^11 (one mask of `n` words then
+/// serves that many inputs; generated sets have `n` a multiple of 16).
+pub fn small_key_polynomial_size(n: usize) -> usize {
+    1 << n.trailing_zeros().min(11)
 }
 
 /// Encrypted outputs of a batch: per sample, all output elements.
@@ -222,7 +230,7 @@ impl CompiledCircuit {
         let spec = self.client_spec();
         self.check_inputs(inputs)?;
         let packed = inputs.packed.clone().decompress_into_glwe_ciphertext_list();
-        let small = inputs.small.clone().map(|s| s.par_decompress_into_lwe_ciphertext_list());
+        let small = inputs.small.clone().map(|s| s.decompress_into_glwe_ciphertext_list());
         let (per_sample, small_per_sample) = spec.elements_per_sample();
         let sample_bytes = per_sample.saturating_mul(lwe_size.0).saturating_mul(8).max(1);
         let chunk = (expanded_bytes / sample_bytes).max(1);
@@ -314,7 +322,7 @@ impl CompiledCircuit {
     }
 
     /// The small-key part of untrusted inputs: present exactly when the circuit has small-key
-    /// inputs, with the small key's LWE size, the right count, modulus and seed form.
+    /// inputs, with the small key's GLWE layout, the right count, modulus and seed form.
     fn check_small_inputs(&self, inputs: &EncryptedInputs, per_sample: usize) -> Result<()> {
         let params = self.plan.parameters.set().params;
         let list = match (&inputs.small, per_sample) {
@@ -326,14 +334,23 @@ impl CompiledCircuit {
                 ));
             }
         };
-        let lwe_size = params.lwe_dimension.to_lwe_size();
-        let expected = inputs.samples.saturating_mul(per_sample);
-        if list.lwe_size() != lwe_size || list.as_ref().len() != expected {
+        let n = params.lwe_dimension.0;
+        let poly = small_key_polynomial_size(n);
+        let glwe_size = GlweSize(n / poly + 1);
+        if list.glwe_size() != glwe_size || list.polynomial_size().0 != poly {
             return Err(FheError::BadCiphertexts(format!(
-                "{} small-key ciphertext bodies of LWE size {}; the circuit takes {expected} of size {}",
+                "small-key GLWE ciphertexts of size {}x{}; the circuit takes size {}x{poly}",
+                list.glwe_size().0,
+                list.polynomial_size().0,
+                glwe_size.0
+            )));
+        }
+        let expected = inputs.samples.saturating_mul(per_sample).div_ceil(poly).saturating_mul(poly);
+        if list.as_ref().len() != expected {
+            return Err(FheError::BadCiphertexts(format!(
+                "{} small-key packed coefficients for {} samples; the circuit takes {expected}",
                 list.as_ref().len(),
-                list.lwe_size().0,
-                lwe_size.0
+                inputs.samples
             )));
         }
         if list.ciphertext_modulus() != params.ciphertext_modulus {
@@ -429,7 +446,7 @@ impl CompiledCircuit {
         &self,
         spec: &ClientSpec,
         packed: &GlweCiphertextListOwned<u64>,
-        small: Option<&LweCiphertextListOwned<u64>>,
+        small: Option<&GlweCiphertextListOwned<u64>>,
         (start, small_start): (usize, usize),
         lwe_size: LweSize,
     ) -> Result<Vec<Tensor<Ct>>> {
@@ -442,10 +459,20 @@ impl CompiledCircuit {
             .map(|(index, (shape, _, deltas))| {
                 if spec.is_small_key_input(index) {
                     let list = small.ok_or_else(|| FheError::BadCiphertexts("small-key inputs missing".into()))?;
-                    let values: Vec<Ct> = (0..deltas.len())
-                        .map(|j| {
-                            let lwe = list.get(small_first + j);
-                            Ct { lwe: LweCiphertextOwned::from_container(lwe.as_ref().to_vec(), lwe.ciphertext_modulus()), delta_log: deltas[j] }
+                    let poly = list.polynomial_size().0;
+                    let size = params.lwe_dimension.to_lwe_size();
+                    let values: Vec<Ct> = deltas
+                        .par_iter()
+                        .enumerate()
+                        .map(|(j, d)| {
+                            let next = small_first + j;
+                            let mut lwe = LweCiphertextOwned::new(0u64, size, params.ciphertext_modulus);
+                            extract_lwe_sample_from_glwe_ciphertext(
+                                &list.get(next / poly),
+                                &mut lwe,
+                                MonomialDegree(next % poly),
+                            );
+                            Ct { lwe, delta_log: *d }
                         })
                         .collect();
                     small_first += deltas.len();
@@ -606,17 +633,22 @@ impl ClientSpec {
                 return Err(FheError::Config("small-key inputs need a standard (keyswitch-bootstrap) client key".into()));
             };
             let small_key = standard.small_lwe_secret_key();
+            // The small LWE key laid out as a GLWE key: one mask per `poly` inputs.
+            let poly = small_key_polynomial_size(small_key.lwe_dimension().0);
+            let glwe_key = GlweSecretKey::from_container(small_key.as_ref(), PolynomialSize(poly));
+            let count = small_plaintexts.len().div_ceil(poly);
+            small_plaintexts.resize(count * poly, 0);
             let mut seeder = new_seeder();
-            let mut list = SeededLweCiphertextList::new(
+            let mut list = SeededGlweCiphertextList::new(
                 0u64,
-                small_key.lwe_dimension().to_lwe_size(),
-                LweCiphertextCount(small_plaintexts.len()),
+                glwe_key.glwe_dimension().to_glwe_size(),
+                PolynomialSize(poly),
+                GlweCiphertextCount(count),
                 seeder.seed().into(),
                 params.ciphertext_modulus,
             );
-            // In parallel: one mask per input (thousands of thermometer bits for a tree).
-            par_encrypt_seeded_lwe_ciphertext_list(
-                &small_key,
+            encrypt_seeded_glwe_ciphertext_list(
+                &glwe_key,
                 &mut list,
                 &PlaintextList::from_container(small_plaintexts),
                 params.lwe_noise_distribution,

@@ -56,9 +56,17 @@ fn small_key_inputs_noise_matches_the_model() {
 
     let batch: Vec<Vec<Vec<i64>>> = (0..2000).map(|_| vec![vec![0]]).collect();
     let query = client.encrypt(&client_key, &batch).unwrap();
-    let list = query.small.clone().unwrap().decompress_into_lwe_ciphertext_list();
-    assert_eq!(list.lwe_size(), small.lwe_dimension().to_lwe_size());
-    let errors: Vec<f64> = list.iter().map(|c| torus_error(decrypt_lwe_ciphertext(&small, &c).0, 0)).collect();
+    let packed = query.small.clone().unwrap().decompress_into_glwe_ciphertext_list();
+    let poly = packed.polynomial_size().0;
+    assert!(poly >= 16, "{poly} inputs per mask");
+    let list: Vec<LweCiphertextOwned<u64>> = (0..batch.len())
+        .map(|i| {
+            let mut lwe = LweCiphertextOwned::new(0u64, small.lwe_dimension().to_lwe_size(), packed.ciphertext_modulus());
+            extract_lwe_sample_from_glwe_ciphertext(&packed.get(i / poly), &mut lwe, MonomialDegree(i % poly));
+            lwe
+        })
+        .collect();
+    let errors: Vec<f64> = list.iter().map(|c| torus_error(decrypt_lwe_ciphertext(&small, c).0, 0)).collect();
     let ratio = variance(&errors) / model.small_fresh;
     assert!((0.8..1.25).contains(&ratio), "small-key fresh variance ratio {ratio}");
 
@@ -74,8 +82,7 @@ fn small_key_inputs_noise_matches_the_model() {
     let switched: Vec<f64> = list
         .iter()
         .map(|c| {
-            let owned = LweCiphertextOwned::from_container(c.as_ref().to_vec(), c.ciphertext_modulus());
-            let ms = modulus_switch_noise_reduction_key.lwe_ciphertext_modulus_switch::<usize, _>(&owned, log_modulus);
+            let ms = modulus_switch_noise_reduction_key.lwe_ciphertext_modulus_switch::<usize, _>(c, log_modulus);
             let dot = ms.mask().zip(small.as_ref()).fold(0usize, |acc, (a, s)| acc.wrapping_add(a * *s as usize));
             let phase = ms.body().wrapping_sub(dot) % two_n;
             let signed = if phase >= two_n / 2 { phase as f64 - two_n as f64 } else { phase as f64 };
@@ -259,9 +266,9 @@ fn small_key_inputs_are_checked() {
     let forged = encrypt(&small, 1).relabelled(large.fingerprint());
     let err = large.check_inputs(&forged).unwrap_err().to_string();
     assert!(err.contains("small-key"), "{err}");
-    // Two samples' worth of small-key bodies claimed as one sample.
-    let mut forged = encrypt(&small, 2);
-    forged.samples = 1;
+    // One sample's small-key coefficients claimed as a thousand samples.
+    let mut forged = encrypt(&small, 1);
+    forged.samples = 1000;
     let err = small.check_inputs(&forged).unwrap_err().to_string();
-    assert!(err.contains("small-key ciphertext bodies") || err.contains("packed"), "{err}");
+    assert!(err.contains("small-key packed coefficients") || err.contains("packed"), "{err}");
 }

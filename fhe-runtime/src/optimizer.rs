@@ -76,8 +76,9 @@ pub fn undominated(mut all: Vec<Constraint>) -> Vec<Constraint> {
     kept
 }
 
-/// LWE dimensions searched (every fourth).
-const LWE_STEP: usize = 4;
+/// LWE dimensions searched: multiples of 16, so that small-key inputs pack 16 or more to a
+/// mask ([`crate::compiled::small_key_polynomial_size`]).
+const LWE_STEP: usize = 16;
 const LWE_RANGE: (usize, usize) = (384, 1536);
 const MAX_PBS_LEVEL: usize = 6;
 const MAX_KS_LEVEL: usize = 12;

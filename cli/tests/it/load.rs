@@ -13,7 +13,6 @@ use fheml_fhe_runtime::{Fingerprint, Kind, Parameters};
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::{
     CiphertextModulus, LweDimension, PolynomialSize, SeededGlweCiphertextList, SeededGlweCiphertextListOwned,
-    SeededLweCiphertextList, SeededLweCiphertextListOwned,
 };
 
 use crate::{Scratch, json, ok, s};
@@ -42,7 +41,7 @@ struct Inputs {
     fingerprint: Fingerprint,
     samples: usize,
     packed: SeededGlweCiphertextListOwned<u64>,
-    small: Option<SeededLweCiphertextListOwned<u64>>,
+    small: Option<SeededGlweCiphertextListOwned<u64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -267,9 +266,10 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
     // The tree's thermometer bits are small-key LWE samples: their list is checked too.
     let honest_small = honest().small.expect("tree inputs under the small key");
     let with_small = |data: Vec<u64>, modulus: CiphertextModulus<u64>| {
-        let small = SeededLweCiphertextList::from_container(
+        let small = SeededGlweCiphertextList::from_container(
             data,
-            honest_small.lwe_size(),
+            honest_small.glwe_size(),
+            honest_small.polynomial_size(),
             honest_small.compression_seed(),
             modulus,
         );
@@ -325,7 +325,13 @@ fn load_with_hostile_requests_stays_bounded_and_correct() {
             400,
         ),
         ("polynomial size N/2", unknown_key.clone(), token, with_list(16, relist(data.clone(), n / 2, native)), 400),
-        ("small-key bodies missing", unknown_key.clone(), token, with_small(small_data[1..].to_vec(), native), 400),
+        (
+            "small-key coefficients missing",
+            unknown_key.clone(),
+            token,
+            with_small(small_data[..small_data.len() - honest_small.polynomial_size().0].to_vec(), native),
+            400,
+        ),
         (
             "small-key modulus 2^32",
             unknown_key.clone(),
