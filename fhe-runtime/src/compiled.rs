@@ -127,12 +127,11 @@ impl CompiledCircuit {
     /// Plans `circuit` for TFHE under `config`: encodings, noise, parameter set.
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
-        let bytes =
-            bincode::serde::encode_to_vec(
-                (&circuit, &plan.parameters, &plan.deltas, &plan.small_key),
-                bincode::config::standard(),
-            )
-                .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
+        let bytes = bincode::serde::encode_to_vec(
+            (&circuit, &plan.parameters, &plan.deltas, &plan.small_key),
+            bincode::config::standard(),
+        )
+        .map_err(|e| FheError::Format { what: "model", detail: e.to_string() })?;
         Ok(Self { fingerprint: Fingerprint::of(&bytes), circuit, plan })
     }
 
@@ -391,7 +390,8 @@ impl CompiledCircuit {
         let mut times = (0..repeats.max(1))
             .map(|_| {
                 let start = std::time::Instant::now();
-                let mut acc = GlweCiphertextOwned::new(1u64, glwe_size, params.polynomial_size, params.ciphertext_modulus);
+                let mut acc =
+                    GlweCiphertextOwned::new(1u64, glwe_size, params.polynomial_size, params.ciphertext_modulus);
                 crate::tfhe_backend::rotate_small(server_key, std::hint::black_box(&lwe), &mut acc)?;
                 let mut out = LweCiphertextOwned::new(0u64, big_size, params.ciphertext_modulus);
                 extract_lwe_sample_from_glwe_ciphertext(&acc, &mut out, MonomialDegree(0));
@@ -630,7 +630,9 @@ impl ClientSpec {
             None
         } else {
             let AtomicPatternClientKey::Standard(standard) = &key.key.atomic_pattern else {
-                return Err(FheError::Config("small-key inputs need a standard (keyswitch-bootstrap) client key".into()));
+                return Err(FheError::Config(
+                    "small-key inputs need a standard (keyswitch-bootstrap) client key".into(),
+                ));
             };
             let small_key = standard.small_lwe_secret_key();
             // The small LWE key laid out as a GLWE key: one mask per `poly` inputs.

@@ -61,7 +61,8 @@ fn small_key_inputs_noise_matches_the_model() {
     assert!(poly >= 16, "{poly} inputs per mask");
     let list: Vec<LweCiphertextOwned<u64>> = (0..batch.len())
         .map(|i| {
-            let mut lwe = LweCiphertextOwned::new(0u64, small.lwe_dimension().to_lwe_size(), packed.ciphertext_modulus());
+            let mut lwe =
+                LweCiphertextOwned::new(0u64, small.lwe_dimension().to_lwe_size(), packed.ciphertext_modulus());
             extract_lwe_sample_from_glwe_ciphertext(&packed.get(i / poly), &mut lwe, MonomialDegree(i % poly));
             lwe
         })

@@ -20,13 +20,13 @@ use crate::generated::{
 };
 use crate::params::NoiseModel;
 
-/// One noise requirement, normalised so that it holds when
-/// `(√(bootstrap·σ²_bs) + √(fresh·σ²_fresh) + √(small_fresh·σ²_small))² + keyswitch·σ²_ks+ms
-/// + modulus_switch·σ²_ms ≤ 1` (variances on the unit torus). The leveled parts are bounded
-/// separately and added as standard deviations, which stays sound whatever their
-/// correlation. A bootstrap reading a value under the large key pays the keyswitch and the
-/// modulus switch; one reading a value under the small key (fresh inputs read by lookups
-/// alone) pays the modulus switch only.
+/// One noise requirement, normalised so that it holds when the leveled standard deviations
+/// `√(bootstrap·σ²_bs) + √(fresh·σ²_fresh) + √(small_fresh·σ²_small)`, squared, plus
+/// `keyswitch·σ²_ks+ms` and `modulus_switch·σ²_ms` stay at or below 1 (variances on the
+/// unit torus). The leveled parts are bounded separately and added as standard deviations,
+/// which stays sound whatever their correlation. A bootstrap reading a value under the large
+/// key pays the keyswitch and the modulus switch; one reading a value under the small key
+/// (fresh inputs read by lookups alone) pays the modulus switch only.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Constraint {
     /// Weight of the bootstrap-output variance.
@@ -47,7 +47,9 @@ impl Constraint {
         let leveled = (self.bootstrap * noise.bootstrap_output).sqrt()
             + (self.fresh * noise.fresh).sqrt()
             + (self.small_fresh * noise.small_fresh).sqrt();
-        leveled * leveled + self.keyswitch * noise.keyswitch_and_modulus_switch + self.modulus_switch * noise.modulus_switch
+        leveled * leveled
+            + self.keyswitch * noise.keyswitch_and_modulus_switch
+            + self.modulus_switch * noise.modulus_switch
             <= 1.0
     }
 
@@ -273,11 +275,7 @@ mod tests {
     #[test]
     fn small_key_reads_skip_the_keyswitch() {
         let big = lookup(3, 1.0, 7.1);
-        let small = Constraint {
-            small_fresh: big.bootstrap,
-            modulus_switch: big.keyswitch,
-            ..Default::default()
-        };
+        let small = Constraint { small_fresh: big.bootstrap, modulus_switch: big.keyswitch, ..Default::default() };
         let cheapest = |c: Constraint, keyswitched: f64| {
             (4..=16)
                 .filter_map(|log2_n| optimize_where(log2_n, &[c], keyswitched, |_| true))

@@ -649,16 +649,23 @@ fn rounding_deviation(spec: &ReadSpec, variance: f64) -> f64 {
     2.0 * one_sided / unit as f64
 }
 
+/// How a circuit's bootstraps read: which roundings bootstrap on their own, which lookups
+/// share a bootstrap, which values are under the small key.
+struct Reads<'a> {
+    materialised: &'a [bool],
+    shared: &'a SharedReads,
+    small_key: &'a [bool],
+}
+
 fn evaluate_candidate(
     circuit: &Circuit,
     deltas: &[Vec<u32>],
     noise: &NoiseModel,
-    materialised: &[bool],
-    shared: &SharedReads,
-    small_key: &[bool],
+    reads: &Reads,
     exact_outputs: bool,
     flooding: Option<Flooding>,
 ) -> std::result::Result<Evaluation, String> {
+    let Reads { materialised, shared, small_key } = *reads;
     let var = propagate_variance(circuit, |node, e| {
         let source = match circuit.node(node).op {
             Op::Input { .. } if small_key[node.0] => noise.small_fresh,
@@ -1329,9 +1336,7 @@ fn plan_keys(circuit: &Circuit, config: &FheConfig, explain: bool, small_key: Ve
                 circuit,
                 &deltas,
                 &noise,
-                &materialised,
-                &shared,
-                &small_key,
+                &Reads { materialised: &materialised, shared: &shared, small_key: &small_key },
                 config.exact_outputs,
                 flooding,
             ) {

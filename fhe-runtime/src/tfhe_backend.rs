@@ -26,9 +26,9 @@ use tfhe::core_crypto::prelude::{
     extract_lwe_sample_from_glwe_ciphertext,
 };
 use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
-use tfhe::shortint::server_key::ShortintBootstrappingKey;
 use tfhe::shortint::ciphertext::{Degree, MaxDegree, NoiseLevel};
 use tfhe::shortint::parameters::{AtomicPatternKind, ClassicPBSParameters, PBSOrder};
+use tfhe::shortint::server_key::ShortintBootstrappingKey;
 use tfhe::shortint::server_key::{LookupTableOwned, ManyLookupTableOwned};
 use tfhe::shortint::{Ciphertext, ServerKey};
 
@@ -65,7 +65,11 @@ thread_local! {
 /// Blind rotation of `acc` by a small-key sample: modulus switch (with the server key's
 /// noise-reduction configuration) and rotation, as tfhe-rs's bootstrap does after its
 /// keyswitch.
-pub(crate) fn rotate_small(server_key: &ServerKey, lwe: &LweCiphertextOwned<u64>, acc: &mut GlweCiphertextOwned<u64>) -> Result<()> {
+pub(crate) fn rotate_small(
+    server_key: &ServerKey,
+    lwe: &LweCiphertextOwned<u64>,
+    acc: &mut GlweCiphertextOwned<u64>,
+) -> Result<()> {
     let AtomicPatternServerKey::Standard(standard) = &server_key.atomic_pattern else {
         return Err(FheError::BadKey("small-key inputs need a standard (keyswitch-bootstrap) server key".into()));
     };

@@ -591,13 +591,7 @@ pub struct OutputDecoding {
 impl OutputDecoding {
     /// Outputs as they are, for a regression.
     pub fn identity() -> Self {
-        Self {
-            scale: 1.0,
-            offset: 0.0,
-            post: PostProcessing::Identity,
-            task: Task::Regression,
-            observed_range: None,
-        }
+        Self { scale: 1.0, offset: 0.0, post: PostProcessing::Identity, task: Task::Regression, observed_range: None }
     }
 }
 
