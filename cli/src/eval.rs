@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use fheml_circuits::Prediction;
-use fheml_fhe_runtime::{Mode, limits};
+use fheml_circuits::{ModelCircuit, PostProcessing, Prediction};
+use fheml_fhe_runtime::{CompileReport, Mode, limits};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, ArrayView2, Axis, s};
 use serde::Serialize;
@@ -26,7 +26,8 @@ pub struct EvalReport {
     pub score: f64,
     /// Rows evaluated in `mode`.
     pub rows: usize,
-    /// Fraction of those rows whose prediction equals Clear's.
+    /// Fraction of those rows whose prediction agrees with Clear's: the same label, or a
+    /// real value within one output step.
     pub agree_with_clear: f64,
     /// Bootstraps per sample.
     pub pbs_per_sample: usize,
@@ -48,6 +49,32 @@ pub struct EvalReport {
     pub threads: usize,
     /// `latency ÷ (bootstraps × bootstrap_s ÷ threads)`: 1 when evaluation is bootstrap-bound.
     pub bootstrap_bound_ratio: f64,
+}
+
+/// How far a prediction may be from Clear's and still agree: labels must be equal; a real
+/// value decrypts within an error budget (a fraction of its step), so it agrees when it is
+/// within one output step (in the decoded units, times the groups the client sums).
+fn agreement_tolerance(model: &ModelCircuit, report: &CompileReport, classifier: bool) -> f64 {
+    if classifier {
+        return 0.0;
+    }
+    let Some(spec) = model.outputs.first() else { return 0.0 };
+    let scale = spec.scale.iter().fold(0.0f64, |m, s| m.max(s.abs()));
+    let step = report.outputs.first().map_or(1, |o| o.step.max(1));
+    scale * step as f64 * spec.groups.max(1) as f64
+}
+
+/// Whether `fhe` agrees with `clear` within `tolerance` decoded units (before the client's
+/// post-processing, which for a log link is `exp`).
+fn agrees(fhe: f64, clear: f64, tolerance: f64, post: PostProcessing) -> bool {
+    if fhe == clear {
+        return true;
+    }
+    let (a, b) = match post {
+        PostProcessing::Exp if fhe > 0.0 && clear > 0.0 => (fhe.ln(), clear.ln()),
+        _ => (fhe, clear),
+    };
+    (a - b).abs() <= tolerance * (1.0 + 1e-9)
 }
 
 /// Accuracy or R².
@@ -147,7 +174,10 @@ pub fn evaluate(
             out
         }
     };
-    let agree = predictions.iter().zip(&clear).filter(|(a, b)| a == b).count() as f64 / rows.max(1) as f64;
+    let tolerance = agreement_tolerance(fhe.model(), &report, classifier);
+    let agree = predictions.iter().zip(&clear).filter(|(a, b)| agrees(**a, **b, tolerance, fhe.model().post)).count()
+        as f64
+        / rows.max(1) as f64;
     let threads = rayon::current_num_threads().max(1);
     let latency_s = median(latencies);
     let bound = report.bootstraps as f64 * bootstrap_s / threads as f64;

@@ -648,12 +648,13 @@ fn describe_network(m: &fheml_models_nn::NnModel, saved: &SavedModel) -> Vec<(&'
             lines.push((
                 "training",
                 format!(
-                    "quantization-aware, {} activations, {} epochs, learning rate {}, batch size {}, seed {}",
+                    "quantization-aware, {} activations, {} epochs, learning rate {}, batch size {}, seed {}{}",
                     p.activation.name(),
                     p.epochs,
                     p.learning_rate,
                     p.batch_size,
-                    p.seed
+                    p.seed,
+                    p.max_fan_in.map_or(String::new(), |k| format!(", pruned to {k} inputs per hidden neuron"))
                 ),
             ));
         }

@@ -154,6 +154,7 @@ impl NnModel {
             learning_rate: p.learning_rate,
             batch_size: p.batch_size,
             seed: p.seed,
+            max_fan_in: p.max_fan_in,
         };
         let trained = train(&setup, &IntegerInputs { centred, scale: scale.clone(), ranges }, &targets, on_epoch)?;
         let mut model = Self {

@@ -71,6 +71,12 @@ pub struct MlpParams {
     pub batch_size: usize,
     /// Seed of initialisation and shuffling.
     pub seed: u64,
+    /// At most this many inputs per hidden neuron, the rest pruned by magnitude during
+    /// training (`None`: all). A neuron's lookup reads a sum whose noise grows with the
+    /// 2-norm of its weights, so fewer inputs mean cheaper parameters (Concrete ML bounds
+    /// its accumulators the same way).
+    #[serde(default)]
+    pub max_fan_in: Option<usize>,
 }
 
 /// Validated hyperparameters.
@@ -90,6 +96,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "learning_rate",
     "batch_size",
     "seed",
+    "max_fan_in",
 ];
 
 impl MlpParams {
@@ -109,6 +116,7 @@ impl MlpParams {
             learning_rate: 0.01,
             batch_size: 16,
             seed: 0,
+            max_fan_in: None,
         }
     }
 
@@ -180,6 +188,9 @@ impl MlpParams {
             "learning_rate" => self.learning_rate = v.parse::<f64>().map_err(|_| bad("a number"))?,
             "batch_size" => self.batch_size = count()?,
             "seed" => self.seed = v.parse::<u64>().map_err(|_| bad("a non-negative integer"))?,
+            "max_fan_in" => {
+                self.max_fan_in = if v == "none" { None } else { Some(v.parse::<usize>().map_err(|_| bad("a count or none"))?) }
+            }
             _ => return Err(NnError::UnknownParameter { key: key.into(), valid: OPTION_NAMES.join(", ") }),
         }
         Ok(self)
@@ -208,6 +219,9 @@ impl MlpParams {
         }
         if !(self.learning_rate > 0.0 && self.learning_rate < 10.0) {
             return bad("learning_rate", format!("{} (0 < lr < 10)", self.learning_rate));
+        }
+        if self.max_fan_in == Some(0) {
+            return bad("max_fan_in", "0 (at least 1, or none)".into());
         }
         if self.batch_size == 0 {
             return bad("batch_size", "0".into());
@@ -277,5 +291,11 @@ mod tests {
         assert!(err.to_string().contains("w_bits"), "{err}");
         let err = MlpParams::from_options(NnTask::Regression, [("hidden", "4,x")]).unwrap_err();
         assert!(err.to_string().contains("comma-separated"), "{err}");
+        let pruned = MlpParams::from_options(NnTask::Classification, [("max_fan_in", "8")]).unwrap();
+        assert_eq!(pruned.get().max_fan_in, Some(8));
+        let all = MlpParams::from_options(NnTask::Classification, [("max_fan_in", "none")]).unwrap();
+        assert_eq!(all.get().max_fan_in, None);
+        let err = MlpParams::from_options(NnTask::Classification, [("max_fan_in", "0")]).unwrap_err();
+        assert!(err.to_string().contains("max_fan_in"), "{err}");
     }
 }

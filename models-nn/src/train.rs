@@ -38,6 +38,8 @@ pub struct TrainingSetup {
     pub batch_size: usize,
     /// Seed of the initialisation and of the shuffling.
     pub seed: u64,
+    /// At most this many inputs per hidden neuron (the rest pruned by magnitude).
+    pub max_fan_in: Option<usize>,
 }
 
 /// Where training stands after one epoch, for progress reports.
@@ -146,6 +148,8 @@ struct Trainer<'a> {
     input_ranges: Vec<Interval>,
     /// Running output range of each hidden activation.
     ranges: Vec<Option<(f64, f64)>>,
+    /// Per dense layer, the 0/1 mask of the weights kept once pruning has happened.
+    masks: Vec<Option<Tensor<2>>>,
 }
 
 impl Trainer<'_> {
@@ -164,12 +168,47 @@ impl Trainer<'_> {
         Ok((vec![q.scale(); width], vec![r; width]))
     }
 
+    /// `w` with the pruned weights of layer `l` set to zero.
+    fn masked(&self, l: usize, w: Tensor<2>) -> Tensor<2> {
+        match self.masks.get(l) {
+            Some(Some(mask)) => w * mask.clone(),
+            _ => w,
+        }
+    }
+
+    /// Keeps the `k` inputs of largest effective weight (weight times input scale) of every
+    /// hidden neuron; the others are zero from now on (their gradient too).
+    fn prune(&mut self, model: &QatMlp, k: usize) -> Result<()> {
+        let hidden = model.weights.len() - 1;
+        for (l, w) in model.weights.iter().enumerate().take(hidden) {
+            let [rows, cols] = w.val().dims();
+            if rows <= k {
+                continue;
+            }
+            let (scale, _) = self.layer_inputs(l, rows)?;
+            let wv = tensor_values(self.masked(l, w.val()))?;
+            let mut mask = vec![0f32; rows * cols];
+            for j in 0..cols {
+                let mut inputs: Vec<usize> = (0..rows).collect();
+                inputs.sort_by(|&a, &b| {
+                    let (ea, eb) = ((wv[a * cols + j] * scale[a]).abs(), (wv[b * cols + j] * scale[b]).abs());
+                    eb.total_cmp(&ea).then(a.cmp(&b))
+                });
+                for &i in &inputs[..k] {
+                    mask[i * cols + j] = 1.0;
+                }
+            }
+            self.masks[l] = Some(tensor2(mask, rows, cols, &self.device));
+        }
+        Ok(())
+    }
+
     /// The accumulator rounding the lowering will apply, from the current weights.
     fn plan_epoch(&self, model: &QatMlp) -> Result<EpochPlan> {
         let mut rounding = Vec::new();
         for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate().take(model.weights.len() - 1) {
             let [rows, cols] = w.val().dims();
-            let wv = tensor_values(w.val())?;
+            let wv = tensor_values(self.masked(l, w.val()))?;
             let bv = tensor_values(b.val())?;
             let (scale, ranges) = self.layer_inputs(l, rows)?;
             let effective = Array2::from_shape_fn((rows, cols), |(i, j)| wv[i * cols + j] * scale[i]);
@@ -204,7 +243,7 @@ impl Trainer<'_> {
             let [rows, _] = w.val().dims();
             let (scale, _) = self.layer_inputs(l, rows)?;
             let c = tensor2(scale.iter().map(|v| *v as f32).collect(), rows, 1, &self.device);
-            let effective = w.val() * c;
+            let effective = self.masked(l, w.val()) * c;
             let step = (effective.clone().abs().max_dim(0).detach() / levels).clamp_min(1e-12);
             let wq = ste(effective.clone(), (effective / step.clone()).round().clamp(-levels, levels) * step.clone());
             let bias = b.val();
@@ -296,6 +335,7 @@ pub fn train(
         input_scale: inputs.scale.clone(),
         input_ranges: inputs.ranges.clone(),
         ranges: vec![None; setup.hidden.len()],
+        masks: vec![None; setup.hidden.len() + 1],
     };
     let x_all: Vec<f32> = inputs.centred.iter().map(|v| *v as f32).collect();
     let mut order: Vec<usize> = (0..n).collect();
@@ -305,8 +345,16 @@ pub fn train(
     // learning rate, so the final weights are trained for exactly the circuit's arithmetic.
     let frozen_from = setup.epochs - (setup.epochs / 5).max(1).min(setup.epochs);
     let mut frozen: Option<EpochPlan> = None;
+    // Pruning happens once, a third of the way in, so the kept weights have most of the
+    // training to make up for the dropped ones.
+    let prune_at = setup.epochs / 3;
     for epoch in 0..setup.epochs {
         order.shuffle(&mut rng);
+        if epoch == prune_at
+            && let Some(k) = setup.max_fan_in
+        {
+            trainer.prune(&model, k)?;
+        }
         let track = epoch < frozen_from;
         if !track && frozen.is_none() {
             frozen = Some(trainer.plan_epoch(&model)?);
@@ -329,23 +377,18 @@ pub fn train(
         on_epoch(EpochReport { epoch: epoch + 1, epochs: setup.epochs, loss: loss_sum / n as f64 });
     }
     let rounding = frozen.map(|p| p.rounding).unwrap_or_default();
-    network_of(&model, setup, f, trainer.ranges, &rounding)
+    network_of(&model, &trainer, f, &rounding)
 }
 
-fn network_of(
-    model: &QatMlp,
-    setup: &TrainingSetup,
-    n_in: usize,
-    ranges: Vec<Option<(f64, f64)>>,
-    unit: &[Vec<f64>],
-) -> Result<Trained> {
+fn network_of(model: &QatMlp, trainer: &Trainer, n_in: usize, unit: &[Vec<f64>]) -> Result<Trained> {
+    let (setup, ranges) = (trainer.setup, &trainer.ranges);
     let mut layers = Vec::new();
     let mut activation_ranges = Vec::new();
     let mut rounding = Vec::new();
     let last = model.weights.len() - 1;
     for (l, (w, b)) in model.weights.iter().zip(&model.biases).enumerate() {
         let [rows, cols] = w.val().dims();
-        let weight = Array2::from_shape_vec((rows, cols), tensor_values(w.val())?)
+        let weight = Array2::from_shape_vec((rows, cols), tensor_values(trainer.masked(l, w.val()))?)
             .map_err(|e| NnError::InvalidNetwork(e.to_string()))?;
         let bias = Array1::from(tensor_values(b.val())?);
         layers.push(Layer::Dense { weight, bias });

@@ -78,6 +78,34 @@ fn mlp_classifiers_at_3_bits_are_within_two_points_of_float() {
     }
 }
 
+/// `max_fan_in` prunes every hidden neuron to its strongest inputs (the output layer keeps
+/// all of its own), and the pruned network still learns.
+#[test]
+fn max_fan_in_bounds_the_inputs_of_every_hidden_neuron() {
+    let d = dataset("breast_cancer");
+    let options = [("hidden", "24,24"), ("max_fan_in", "4"), ("epochs", "40"), ("seed", "2")];
+    let model = MlpParams::from_options(NnTask::Classification, options).unwrap().fit(d.x_train.view(), d.y_train.view()).unwrap();
+    let layers = model.network().layers();
+    let dense: Vec<&Array2<f64>> = layers
+        .iter()
+        .filter_map(|l| match l {
+            fheml_models_nn::Layer::Dense { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dense.len(), 3);
+    for (l, weight) in dense.iter().enumerate().take(2) {
+        for (j, column) in weight.axis_iter(Axis(1)).enumerate() {
+            let kept = column.iter().filter(|w| **w != 0.0).count();
+            assert!(kept <= 4, "layer {l}, neuron {j}: {kept} inputs");
+        }
+    }
+    let output_inputs = dense[2].axis_iter(Axis(1)).map(|c| c.iter().filter(|w| **w != 0.0).count()).max();
+    assert!(output_inputs > Some(4), "the output layer is not pruned");
+    let quantized = accuracy(&clear_predictions(&model, &d.x_test), &d.y_test);
+    assert!(quantized >= 0.85, "pruned network accuracy {quantized}");
+}
+
 #[test]
 fn mlp_regressor_learns_diabetes() {
     let d = dataset("diabetes");
