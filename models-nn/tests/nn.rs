@@ -84,7 +84,10 @@ fn mlp_classifiers_at_3_bits_are_within_two_points_of_float() {
 fn max_fan_in_bounds_the_inputs_of_every_hidden_neuron() {
     let d = dataset("breast_cancer");
     let options = [("hidden", "24,24"), ("max_fan_in", "4"), ("epochs", "40"), ("seed", "2")];
-    let model = MlpParams::from_options(NnTask::Classification, options).unwrap().fit(d.x_train.view(), d.y_train.view()).unwrap();
+    let model = MlpParams::from_options(NnTask::Classification, options)
+        .unwrap()
+        .fit(d.x_train.view(), d.y_train.view())
+        .unwrap();
     let layers = model.network().layers();
     let dense: Vec<&Array2<f64>> = layers
         .iter()

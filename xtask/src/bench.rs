@@ -58,6 +58,8 @@ struct Options {
     models: Vec<String>,
     datasets: Vec<String>,
     anchors: PathBuf,
+    /// Concrete ML measured on this machine in the same sitting: overrides `anchors`' rows.
+    here: Option<PathBuf>,
     out: PathBuf,
     data_dir: PathBuf,
 }
@@ -69,6 +71,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         models: list("linear,tree,forest,gbdt,mlp,mlp-pruned,mlp-small,mlp-6bit,mlp-8bit"),
         datasets: list("breast_cancer,iris,diabetes"),
         anchors: PathBuf::from("../shared/ANCHORS.jsonl"),
+        here: None,
         out: PathBuf::from("BENCHMARKS.md"),
         data_dir: PathBuf::from("../shared/datasets"),
     };
@@ -80,6 +83,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--models" => o.models = list(&value()?),
             "--datasets" => o.datasets = list(&value()?),
             "--anchors" => o.anchors = PathBuf::from(value()?),
+            "--here" => o.here = Some(PathBuf::from(value()?)),
             "--out" => o.out = PathBuf::from(value()?),
             "--data-dir" => o.data_dir = PathBuf::from(value()?),
             other => return Err(format!("unknown option {other}")),
@@ -112,6 +116,30 @@ fn anchors(path: &Path) -> BTreeMap<(String, String), Value> {
             Some((key, v))
         })
         .collect()
+}
+
+/// Concrete ML runs made on this machine (several per row): per row, the run of median
+/// latency, marked `"here": true`.
+fn anchors_here(path: &Path) -> Result<BTreeMap<(String, String), Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut runs: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for v in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        if let (Some(d), Some(m)) = (v["dataset"].as_str(), v["model"].as_str()) {
+            runs.entry((d.to_string(), m.to_string())).or_default().push(v);
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|(key, mut v)| {
+            v.sort_by(|a, b| {
+                a["fhe_latency_s"].as_f64().unwrap_or(0.0).total_cmp(&b["fhe_latency_s"].as_f64().unwrap_or(0.0))
+            });
+            let mut median = v[v.len() / 2].clone();
+            median["here"] = Value::Bool(true);
+            median["runs"] = Value::from(v.len());
+            (key, median)
+        })
+        .collect())
 }
 
 /// Where the CSV splits are: ../shared/datasets, else the splits committed in bench/datasets
@@ -191,7 +219,10 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let scratch = std::env::temp_dir().join(format!("fheml-bench-{}", std::process::id()));
     let fheml = build_fheml(&scratch)?;
-    let anchors = anchors(&o.anchors);
+    let mut anchors = anchors(&o.anchors);
+    if let Some(here) = &o.here {
+        anchors.extend(anchors_here(here)?);
+    }
     let mut rows = Vec::new();
     for dataset in &o.datasets {
         let classification = dataset != "diabetes";
@@ -269,6 +300,13 @@ or for regression a value within one output step of Clear's (real-valued outputs
         machine(),
         o.anchors.display()
     );
+    if let Some(here) = &o.here {
+        md += &format!(
+            "† Concrete ML run on this machine in the same sitting (`scripts/concrete_ml_side_by_side.sh`, raw runs in `{}`; \
+the run of median latency per row); other Concrete ML figures come from the reference machine above.\n\n",
+            here.display()
+        );
+    }
     md += "| dataset | model | metric | float | quantized | FHE (rows) | agrees w/ clear | PBS/sample (CML) | max bits | parameters | keygen s | eval key MB | latency ms | CML latency ms | speed-up | bootstrap ms | bootstrap-bound ratio |\n";
     md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (dataset, c, settings, result, anchor) in rows {
@@ -297,7 +335,11 @@ or for regression a value within one output step of Clear's (real-valued outputs
                     cell(&v, "keygen_s", 2),
                     v["eval_key_bytes"].as_f64().unwrap_or(0.0) / 1e6,
                     1e3 * v["latency_s"].as_f64().unwrap_or(f64::NAN),
-                    cml_latency.map_or("–".into(), |l| format!("{:.1}", 1e3 * l)),
+                    cml_latency.map_or("–".into(), |l| format!(
+                        "{:.1}{}",
+                        1e3 * l,
+                        if anchor.as_ref().is_some_and(|a| a["here"] == Value::Bool(true)) { " †" } else { "" }
+                    )),
                     ratio(cml_latency, v["latency_s"].as_f64()),
                     v["bootstrap_s"].as_f64().filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{:.2}", 1e3 * b)),
                     v["bootstrap_bound_ratio"].as_f64().map_or("–".into(), |r| format!("{r:.2}")),

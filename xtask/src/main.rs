@@ -1,7 +1,7 @@
 //! `cargo xtask`: project automation.
 //!
 //! - `cargo xtask ci`: `cargo fmt --check`, clippy with `-D warnings`, the tests.
-//! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--out FILE] [--micro]`:
+//! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--here FILE] [--out FILE] [--micro]`:
 //!   end-to-end benchmarks through the `fheml` command, written to BENCHMARKS.md beside
 //!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead), with a link
 //!   to the n_bits sweep's figure when `bench/nbits_sweep.svg` exists.
@@ -58,7 +58,7 @@ fn fuzz(args: &[String]) -> Result<(), String> {
 }
 
 const USAGE: &str = "usage: cargo xtask ci | fuzz [--factor N] | release <version> [--execute] [--no-verify] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
-[--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--out FILE] [--micro] \
+[--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--here FILE] [--out FILE] [--micro] \
 | bench --sweep [--quick] [--datasets breast_cancer] [--models ...] [--bits 2,3,4,5,6,7,8] [--limit 3] \
 [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]";
 
