@@ -272,9 +272,18 @@ fn cnn_on_digits_trains_compiles_and_runs_in_execute() {
     let quantized = accuracy(&clear_predictions(&model, &d.x_test), &d.y_test);
     eprintln!("digits cnn: float {float:.4}, quantized {quantized:.4}");
     assert!(float > 0.85 && quantized > 0.8, "float {float}, quantized {quantized}");
-    let fhe = FheModel::compile(model.compile().unwrap(), &FheConfig::default()).unwrap();
+    let mut fhe = FheModel::compile(model.compile().unwrap(), &FheConfig::default()).unwrap();
     assert_eq!(fhe.compiled().report().bootstraps, 2 * 4 * 4);
-    let rows = d.x_test.slice(s![..2, ..]);
+    // Approximate rounding may move a row whose accumulators sit on a rounding boundary (the
+    // trained network, and so which rows do, depends on the CPU's float arithmetic): run two
+    // rows that 32 simulated draws of the encryption noise never flip.
+    let stable: Vec<usize> = (0..16)
+        .filter(|&i| fhe.estimate_deviations(d.x_test.slice(s![i..i + 1, ..]), 32).unwrap() == 0.0)
+        .take(2)
+        .collect();
+    assert_eq!(stable.len(), 2, "fewer than 2 of 16 rows are stable under simulated noise");
+    let rows = d.x_test.select(Axis(0), &stable);
+    let rows = rows.view();
     let clear = fhe.predict(rows, Mode::Clear).unwrap();
     let execute = fhe.predict(rows, Mode::Execute).unwrap();
     for (c, e) in clear.iter().zip(&execute) {
