@@ -196,7 +196,7 @@ impl ClientPart {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use fheml_fhe_runtime::FheConfig;
     use proptest::prelude::*;

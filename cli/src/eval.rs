@@ -174,7 +174,7 @@ pub fn evaluate(
             out
         }
     };
-    let tolerance = agreement_tolerance(fhe.model(), &report, classifier);
+    let tolerance = agreement_tolerance(fhe.model(), report, classifier);
     let agree = predictions.iter().zip(&clear).filter(|(a, b)| agrees(**a, **b, tolerance, fhe.model().post)).count()
         as f64
         / rows.max(1) as f64;
