@@ -1,13 +1,17 @@
-//! What a client needs from a served model: quantizers, encodings, decoding and the
-//! cryptographic specification — never the weights or thresholds.
+//! What a client needs from a model: quantizers, encodings, decoding and the
+//! cryptographic specification — never the weights or thresholds. A server sends it
+//! (`GET /models/{name}`); `fheml export-client` writes it to a file (a `.client` file) for
+//! `keygen`, `encrypt` and `decrypt`.
 
-use fheml_circuits::{InputSpec, OutputSpec, PostProcessing, Prediction, Task};
+use std::path::Path;
+
+use fheml_circuits::{InputEncoding, InputSpec, OutputSpec, PostProcessing, Prediction, Task};
 use fheml_fhe_runtime::{ClientSpec, Kind, limits};
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSchema;
 use crate::error::{CliError, Result};
-use crate::model_file::SavedModel;
+use crate::model_file::{SavedModel, read_limited};
 
 /// The client's part of a compiled model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +71,13 @@ impl ClientPart {
 
     /// Prediction from decrypted outputs.
     pub fn decode(&self, outputs: &[Vec<i64>]) -> Result<Prediction> {
+        if outputs.len() != self.outputs.len() {
+            return Err(CliError::Usage(format!(
+                "{} decrypted outputs, the model has {}",
+                outputs.len(),
+                self.outputs.len()
+            )));
+        }
         let mut scores = Vec::new();
         for (q, spec) in outputs.iter().zip(&self.outputs) {
             scores.extend(spec.decode(q)?);
@@ -103,12 +114,89 @@ impl ClientPart {
         }
         // A hostile server could name an insecure or enormous parameter set: refuse it before keygen.
         part.spec.validate()?;
+        part.check_consistent()?;
         Ok(part)
+    }
+
+    /// The client part of a file holding either a whole model or only its client part (as
+    /// `fheml export-client` writes it), told apart by the file's header, not its name.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = read_limited(path, limits::MODEL_BYTES)?;
+        if fheml_fhe_runtime::peek_kind(&bytes) == Some(Kind::ClientSpec) {
+            let data = |e: CliError| CliError::Data { path: path.display().to_string(), detail: e.to_string() };
+            Self::from_bytes(&bytes).map_err(data)
+        } else {
+            Ok(Self::of(&SavedModel::from_file_bytes(path, &bytes)?))
+        }
+    }
+
+    /// Refuses a part whose pieces disagree (a corrupt or crafted file, or a hostile
+    /// server): the columns, the quantizers, the encrypted elements and the decoders must
+    /// describe the same model, so that encoding a row never allocates more than the part
+    /// itself holds and decoding never indexes past it.
+    fn check_consistent(&self) -> Result<()> {
+        let bad = |detail: String| Err(CliError::Usage(format!("client part: {detail}")));
+        let features = self.feature_names.len();
+        if self.schema.n_features() != features {
+            return bad(format!(
+                "its data columns give {} features, its feature names {features}",
+                self.schema.n_features()
+            ));
+        }
+        if self.inputs.len() != self.spec.inputs.len() {
+            return bad(format!(
+                "{} input encodings for {} encrypted inputs",
+                self.inputs.len(),
+                self.spec.inputs.len()
+            ));
+        }
+        for (i, (input, (shape, ranges, deltas))) in self.inputs.iter().zip(&self.spec.inputs).enumerate() {
+            if input.n_features() != features {
+                return bad(format!("input {i} quantizes {} features, the model has {features}", input.n_features()));
+            }
+            let per_feature = match input.encoding {
+                InputEncoding::Quantized => 1,
+                InputEncoding::Thermometer => input.thermometer_levels(),
+            };
+            let elements = per_feature.checked_mul(features);
+            let shaped = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+            if elements != Some(ranges.len()) || shaped != Some(ranges.len()) || deltas.len() != ranges.len() {
+                return bad(format!(
+                    "input {i}: its encoding, shape {shape:?}, {} ranges and {} scales disagree",
+                    ranges.len(),
+                    deltas.len()
+                ));
+            }
+        }
+        if self.outputs.len() != self.spec.outputs.len() {
+            return bad(format!(
+                "{} output decoders for {} encrypted outputs",
+                self.outputs.len(),
+                self.spec.outputs.len()
+            ));
+        }
+        for (i, (output, n)) in self.outputs.iter().zip(&self.spec.outputs).enumerate() {
+            let covers = |v: &[f64]| v.len() == 1 || v.len() >= *n;
+            if !covers(&output.scale) || !covers(&output.offset) || !n.is_multiple_of(output.groups.max(1)) {
+                return bad(format!(
+                    "output {i}: {n} elements, {} scales, {} offsets, {} groups",
+                    output.scale.len(),
+                    output.offset.len(),
+                    output.groups
+                ));
+            }
+        }
+        if let (Some(labels), Task::Classification { classes }) = (&self.schema.labels, &self.task)
+            && labels.len() != classes.len()
+        {
+            return bad(format!("{} class labels for {} classes", labels.len(), classes.len()));
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use fheml_fhe_runtime::FheConfig;
     use proptest::prelude::*;
@@ -141,6 +229,61 @@ mod tests {
                 .collect();
             (bytes, table.x.row(0).to_vec())
         })
+    }
+
+    /// The client part of a linear model holds none of its float weights or intercepts (nor
+    /// the circuit), and reads back as the same part.
+    #[test]
+    fn a_client_part_holds_no_weights() {
+        let (table, _) = crate::data::embedded("iris").unwrap();
+        let options = TrainOptions {
+            model: "logistic",
+            task: None,
+            n_bits: None,
+            settings: &[],
+            budget_ms: None,
+            config: FheConfig::default(),
+        };
+        let saved = train(&table, &options).unwrap();
+        let crate::model_file::FloatModel::Linear(linear) = &saved.float else { panic!("not linear") };
+        let bytes = ClientPart::of(&saved).to_bytes().unwrap();
+        let secrets: Vec<f64> = linear.weights().iter().chain(linear.intercept().iter()).copied().collect();
+        assert!(!secrets.is_empty());
+        for w in secrets {
+            let pattern = w.to_le_bytes();
+            assert!(!bytes.windows(8).any(|b| b == pattern), "weight {w} in the client part");
+        }
+        let back = ClientPart::from_bytes(&bytes).unwrap();
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+        assert_eq!(back.spec.fingerprint, saved.fhe.compiled().fingerprint());
+    }
+
+    /// Honest parts of every family pass the consistency check (a tree's thermometer
+    /// inputs, a network's lookups, a boosted ensemble's grouped outputs).
+    #[test]
+    fn honest_parts_are_consistent() {
+        let (table, _) = crate::data::embedded("iris").unwrap();
+        let settings = [
+            ("tree", vec![("max_depth", "3")]),
+            ("gbdt", vec![("n_estimators", "3"), ("max_depth", "2")]),
+            ("forest", vec![("n_estimators", "3"), ("max_depth", "2")]),
+            ("mlp", vec![("hidden", "4"), ("epochs", "2")]),
+        ];
+        for (model, settings) in settings {
+            let settings: Vec<(String, String)> =
+                settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let options = TrainOptions {
+                model,
+                task: None,
+                n_bits: None,
+                settings: &settings,
+                budget_ms: None,
+                config: FheConfig::default(),
+            };
+            let part = ClientPart::of(&train(&table, &options).unwrap());
+            part.check_consistent().unwrap_or_else(|e| panic!("{model}: {e}"));
+            ClientPart::from_bytes(&part.to_bytes().unwrap()).unwrap();
+        }
     }
 
     /// `honest` with bytes of its payload set (uniformly: a client part is all structure),

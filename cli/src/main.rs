@@ -20,6 +20,7 @@ use fheml_fhe_runtime::{
     limits, sanitize,
 };
 
+use crate::client_part::ClientPart;
 use crate::data::{CsvOptions, DEFAULT_TARGET, DataSchema, RawTable, ScoringTable, Selection, Table, Target};
 use crate::error::{CliError, Result};
 use crate::model_file::{SavedModel, TrainOptions, read_limited, write_atomically};
@@ -292,7 +293,7 @@ enum Command {
     /// Generate a client key, a (compressed) evaluation key and, for a model compiled with
     /// sanitization, the public key the server sanitizes answers with.
     Keygen {
-        /// Model file.
+        /// Model file, or the client file `fheml export-client` writes from it.
         #[arg(long)]
         model: PathBuf,
         /// Directory for client.key, eval.key (and public.key).
@@ -306,7 +307,7 @@ enum Command {
     /// Client: quantize and encrypt the rows of a CSV file (the model's columns by name; a
     /// target column is skipped).
     Encrypt {
-        /// Model file.
+        /// Model file, or the client file `fheml export-client` writes from it.
         #[arg(long)]
         model: PathBuf,
         /// Client key.
@@ -346,7 +347,7 @@ enum Command {
     },
     /// Client: decrypt an answer and print predictions.
     Decrypt {
-        /// Model file.
+        /// Model file, or the client file `fheml export-client` writes from it.
         #[arg(long)]
         model: PathBuf,
         /// Client key.
@@ -357,6 +358,22 @@ enum Command {
         input: PathBuf,
         #[command(flatten)]
         print: PrintArgs,
+    },
+    /// Write the client's part of a model: what `keygen`, `encrypt` and `decrypt` need
+    /// (columns, input quantizers and encodings, output decoding and post-processing, the
+    /// parameter set, the model's fingerprint) and none of its weights or thresholds.
+    ///
+    /// Give the client file to data owners and keep the model file on the server: keys made
+    /// from either work with the server's model, and answers decrypt the same.
+    ///
+    /// Example: fheml export-client model.fheml --out model.client
+    ExportClient {
+        /// Model file.
+        #[arg(value_name = "MODEL.fheml")]
+        model: PathBuf,
+        /// Output client file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Serve compiled models over HTTP (each under its file stem); see docs/http-api.md.
     Serve {
@@ -737,8 +754,25 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Inspect { model, json } => inspect(&SavedModel::load(&model)?, json),
-        Command::Keygen { model, out_dir, force } => {
+        Command::ExportClient { model, out } => {
             let saved = SavedModel::load(&model)?;
+            if std::fs::canonicalize(&out).is_ok_and(|o| std::fs::canonicalize(&model).is_ok_and(|m| m == o)) {
+                return Err(CliError::Usage(format!("--out {} would replace the model file", out.display())));
+            }
+            let bytes = ClientPart::of(&saved).to_bytes()?;
+            write_atomically(&out, &bytes)?;
+            say!(
+                "wrote {} ({} bytes): the client part of {} (fingerprint {}), without its weights; keygen, encrypt \
+                 and decrypt take it in place of the model file",
+                out.display(),
+                bytes.len(),
+                model.display(),
+                saved.fhe.compiled().fingerprint().short()
+            );
+            Ok(())
+        }
+        Command::Keygen { model, out_dir, force } => {
+            let part = ClientPart::load(&model)?;
             for existing in ["client.key", "eval.key", "public.key"].map(|f| out_dir.join(f)) {
                 if existing.exists() && !force {
                     return Err(CliError::Usage(format!(
@@ -748,7 +782,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             std::fs::create_dir_all(&out_dir).map_err(|e| CliError::io(&out_dir, e))?;
-            let spec = saved.fhe.compiled().client_spec();
+            let spec = &part.spec;
             let (client_key, eval_key) = spec.keygen_compressed();
             model_file::write_secret_atomically(&out_dir.join("client.key"), &client_key.to_bytes()?)?;
             write_atomically(&out_dir.join("eval.key"), &eval_key.to_bytes()?)?;
@@ -767,12 +801,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Encrypt { model, key, data, ignore_extra, out } => {
-            let saved = SavedModel::load(&model)?;
-            let fp = saved.fhe.compiled().fingerprint();
-            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
-            let x = data.select(&saved.schema, false, ignore_extra, None)?.x;
-            let inputs = saved.fhe.encode(x.view())?;
-            let query = saved.fhe.compiled().client_spec().encrypt(&client_key, &inputs)?;
+            let part = ClientPart::load(&model)?;
+            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &part.spec.fingerprint)?;
+            let x = data.select(&part.schema, false, ignore_extra, None)?.x;
+            let inputs = x.rows().into_iter().map(|row| part.encode(&row.to_vec())).collect::<Result<Vec<_>>>()?;
+            let query = part.spec.encrypt(&client_key, &inputs)?;
             write_atomically(&out, &query.to_bytes()?)?;
             say!("encrypted {} rows into {}", x.nrows(), out.display());
             Ok(())
@@ -806,12 +839,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Decrypt { model, key, input, print } => {
-            let saved = SavedModel::load(&model)?;
-            let fp = saved.fhe.compiled().fingerprint();
-            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, &fp)?;
-            let answer = EncryptedOutputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
-            let outputs = saved.fhe.compiled().client_spec().decrypt(&client_key, &answer)?;
-            print_predictions(&saved.fhe.decode(&outputs)?, &saved.schema, &saved.fhe.model().task, &print)
+            let part = ClientPart::load(&model)?;
+            let fp = &part.spec.fingerprint;
+            let client_key = ClientKey::from_bytes(&read_limited(&key, limits::KEY_BYTES)?, fp)?;
+            let answer = EncryptedOutputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, fp)?;
+            let outputs = part.spec.decrypt(&client_key, &answer)?;
+            let predictions = outputs.iter().map(|o| part.decode(o)).collect::<Result<Vec<_>>>()?;
+            print_predictions(&predictions, &part.schema, &part.task, &print)
         }
         Command::Serve {
             models,

@@ -492,10 +492,23 @@ impl SavedModel {
     /// Reads and checks a model file.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_limited(path, limits::MODEL_BYTES)?;
-        match fheml_fhe_runtime::open::<SavedModel>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+        Self::from_file_bytes(path, &bytes)
+    }
+
+    /// Reads and checks the bytes of a model file read from `path` (named in errors).
+    pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        if fheml_fhe_runtime::peek_kind(bytes) == Some(Kind::ClientSpec) {
+            return Err(CliError::Data {
+                path: path.display().to_string(),
+                detail: "this is a client file (written by `fheml export-client`): it holds no weights, so only \
+                         keygen, encrypt and decrypt take it; this command needs the full model file"
+                    .into(),
+            });
+        }
+        match fheml_fhe_runtime::open::<SavedModel>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
             Ok(model) => Ok(model),
             Err(current) => {
-                match fheml_fhe_runtime::open::<SavedModelV1>(&bytes, Kind::Model, None, limits::MODEL_BYTES) {
+                match fheml_fhe_runtime::open::<SavedModelV1>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
                     Ok(v1) => Ok(SavedModel {
                         schema: DataSchema::numeric(&v1.feature_names),
                         name: v1.name,

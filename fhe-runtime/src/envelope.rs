@@ -55,6 +55,31 @@ impl Kind {
             Kind::PublicKey => "public key",
         }
     }
+
+    /// The kind a header byte names, if any.
+    pub fn from_byte(byte: u8) -> Option<Kind> {
+        [
+            Kind::ClientKey,
+            Kind::EvaluationKey,
+            Kind::CompressedEvaluationKey,
+            Kind::EncryptedInputs,
+            Kind::EncryptedOutputs,
+            Kind::Model,
+            Kind::ClientSpec,
+            Kind::PublicKey,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == byte)
+    }
+}
+
+/// What an fheml file holds, read from its magic and kind bytes alone (no other check):
+/// `None` when `bytes` does not start like an fheml file.
+pub fn peek_kind(bytes: &[u8]) -> Option<Kind> {
+    match bytes.get(..7) {
+        Some([magic @ .., kind]) if magic == MAGIC => Kind::from_byte(*kind),
+        _ => None,
+    }
 }
 
 /// Serialises `value` into an envelope.
@@ -83,19 +108,7 @@ pub fn peek_fingerprint(bytes: &[u8], kind: Kind) -> Result<Fingerprint> {
         return Err(bad("not an fheml file (bad magic bytes)".into()));
     }
     if bytes[6] != kind as u8 {
-        let found = [
-            Kind::ClientKey,
-            Kind::EvaluationKey,
-            Kind::CompressedEvaluationKey,
-            Kind::EncryptedInputs,
-            Kind::EncryptedOutputs,
-            Kind::Model,
-            Kind::ClientSpec,
-            Kind::PublicKey,
-        ]
-        .into_iter()
-        .find(|k| *k as u8 == bytes[6])
-        .map_or("something unknown", Kind::name);
+        let found = Kind::from_byte(bytes[6]).map_or("something unknown", Kind::name);
         return Err(bad(format!("this file holds {found}, not {what}")));
     }
     if bytes[7] != FORMAT_VERSION {
@@ -174,5 +187,9 @@ mod tests {
         let mut version = bytes.clone();
         version[7] = 99;
         assert!(err(open(&version, Kind::EncryptedInputs, Some(&fp), 1 << 20)).contains("version 99"));
+        assert_eq!(peek_kind(&bytes), Some(Kind::EncryptedInputs));
+        assert_eq!(peek_kind(&bytes[..7]), Some(Kind::EncryptedInputs));
+        assert_eq!(peek_kind(&bytes[..6]), None);
+        assert_eq!(peek_kind(&magic), None);
     }
 }

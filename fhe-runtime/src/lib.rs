@@ -58,7 +58,7 @@ pub use compiled::{
     ClientKey, ClientSpec, CompiledCircuit, CompressedEvaluationKey, EncryptedInputs, EncryptedOutputs, EvaluationKey,
     limits,
 };
-pub use envelope::{Kind, open, peek_fingerprint, seal};
+pub use envelope::{Kind, open, peek_fingerprint, peek_kind, seal};
 pub use error::{FheError, Result};
 pub use fingerprint::Fingerprint;
 pub use generated::GeneratedParameters;

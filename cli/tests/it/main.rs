@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod client_file;
 mod data;
 mod import;
 mod load;
