@@ -384,9 +384,17 @@ enum Command {
         /// --insecure-no-auth) and --tls-cert/--tls-key (or --insecure-no-tls).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
-        /// Directory for uploaded evaluation keys.
+        /// Directory for uploaded evaluation keys, owned by this server (--key-disk-bytes
+        /// applies); unused with --key-store.
         #[arg(long, default_value = "fheml-keys")]
         key_dir: PathBuf,
+        /// A key store shared by replicas, instead of --key-dir: file:///path (or a path), or
+        /// with the cloud-keys feature s3://bucket/prefix, gs://bucket/prefix,
+        /// az://container/prefix (credentials from the environment). Keys uploaded to one
+        /// replica serve requests on all; none is evicted from it (--key-disk-bytes does not
+        /// apply); --key-memory-bytes bounds each replica's cache.
+        #[arg(long, value_name = "URL")]
+        key_store: Option<String>,
         /// File holding the bearer token every request but /health must carry.
         #[arg(long)]
         token_file: Option<PathBuf>,
@@ -412,7 +420,8 @@ enum Command {
         /// Bytes of expanded evaluation keys kept in memory (least recently used evicted).
         #[arg(long, default_value_t = 8 << 30)]
         key_memory_bytes: u64,
-        /// Bytes of compressed evaluation keys kept in --key-dir (least recently used evicted).
+        /// Bytes of compressed evaluation keys kept in --key-dir (least recently used evicted;
+        /// not applied to a shared --key-store).
         #[arg(long, default_value_t = 32 << 30)]
         key_disk_bytes: u64,
         /// Bytes of expanded inputs one evaluation holds at a time (it works in chunks).
@@ -851,6 +860,7 @@ fn run(cli: Cli) -> Result<()> {
             models,
             addr,
             key_dir,
+            key_store,
             token_file,
             insecure_no_auth,
             insecure_no_tls,
@@ -886,6 +896,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_body_bytes,
                 token,
                 sanitize,
+                key_store,
                 ..serve::ServeOptions::new(key_dir)
             };
             let router = serve::router(served, options)?;

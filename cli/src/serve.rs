@@ -5,7 +5,8 @@
 //! - `GET  /models/{name}/client` → the client part (no weights): a sealed envelope
 //! - `POST /models/{name}/keys` (body: compressed evaluation key) → `{"key_id": ...}`;
 //!   keys are checked against the model's parameter set, stored under their content hash,
-//!   within memory and disk quotas
+//!   within memory and disk quotas, in a local directory or an object store shared by
+//!   replicas (`--key-store`)
 //! - `POST /models/{name}/public_key` (body: the client's public key) →
 //!   `{"public_key_id": ...}`; checked against the model, stored like evaluation keys
 //! - `POST /models/{name}/run[?key_id=...][&public_key_id=...]` (body: encrypted inputs) →
@@ -48,14 +49,19 @@ use tokio::sync::Semaphore;
 
 use crate::client_part::ClientPart;
 use crate::error::{CliError, Result};
-use crate::key_store::{KeyStore, StoreError};
+use crate::key_store::{KeyLocation, KeyStore, StoreError};
 use crate::model_file::SavedModel;
 
 /// Limits and policies of one server (`fheml serve` flags).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Where uploaded evaluation keys are stored.
+    /// Where uploaded evaluation keys are stored when no `key_store` is given: a local
+    /// directory this server owns, within `key_disk_bytes`.
     pub key_dir: PathBuf,
+    /// A key store shared with other replicas (`--key-store URL`), used instead of
+    /// `key_dir`: keys uploaded to any replica serve requests on all of them. Not evicted
+    /// from (`key_disk_bytes` does not apply); each replica keeps its own memory cache.
+    pub key_store: Option<String>,
     /// Most samples (rows) in one `/run` request.
     pub max_samples: usize,
     /// Evaluations (and key expansions) running at once; each uses every core.
@@ -85,6 +91,7 @@ impl ServeOptions {
     pub fn new(key_dir: PathBuf) -> Self {
         ServeOptions {
             key_dir,
+            key_store: None,
             max_samples: DEFAULT_MAX_SAMPLES,
             max_concurrent: 2,
             max_queued: 32,
@@ -276,6 +283,11 @@ async fn upload_key(
     let for_this_model = fheml_fhe_runtime::peek_fingerprint(&body, Kind::CompressedEvaluationKey)
         .is_ok_and(|fp| fp == model.compiled().fingerprint());
     if for_this_model && state.keys.in_memory(&key_id).is_some() {
+        // Other replicas sharing the store read it there: make sure it still is.
+        let (worker_state, id) = (state.clone(), key_id.clone());
+        tokio::task::spawn_blocking(move || worker_state.keys.restore(&id, &body).map_err(|e| store_error(&id, e)))
+            .await
+            .map_err(internal)??;
         return Ok(format!("{{\"key_id\":\"{key_id}\"}}"));
     }
     let turn = state.evaluating.clone().acquire_owned().await.map_err(|_| busy())?;
@@ -318,6 +330,13 @@ async fn upload_public_key(
     let for_this_model = fheml_fhe_runtime::peek_fingerprint(&body, Kind::PublicKey)
         .is_ok_and(|fp| fp == model.compiled().fingerprint());
     if for_this_model && state.public_keys.as_ref().is_some_and(|store| store.in_memory(&id).is_some()) {
+        let (worker_state, key_id) = (state.clone(), id.clone());
+        tokio::task::spawn_blocking(move || match worker_state.public_keys.as_ref() {
+            Some(store) => store.restore(&key_id, &body).map_err(|e| store_error(&key_id, e)),
+            None => Ok(()),
+        })
+        .await
+        .map_err(internal)??;
         return Ok(format!("{{\"public_key_id\":\"{id}\"}}"));
     }
     let worker_state = state.clone();
@@ -344,25 +363,36 @@ fn store_error(id: &str, e: StoreError) -> ApiError {
             eprintln!("fheml serve: cannot store key {id}: {m}");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the key on the server")
         }
+        StoreError::Corrupt(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
     }
 }
 
-/// The expanded public key `id`: from memory, else from the key folder, checked again.
+/// The compressed bytes of key `id` from `store` (not in memory: written by this server
+/// before an eviction, or by a replica), checked to hash to `id`; 404 when absent.
+fn fetch_stored<K>(store: &KeyStore<K>, id: &str, limit: usize, unknown: impl Fn() -> ApiError) -> ApiResult<Vec<u8>> {
+    match store.fetch(id, limit) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(unknown()),
+        Err(StoreError::Corrupt(m)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)),
+        Err(StoreError::Io(m) | StoreError::TooLarge(m)) => {
+            // The client uploads its key again; the detail is for the operator.
+            eprintln!("fheml serve: cannot read key {id}: {m}");
+            Err(unknown())
+        }
+    }
+}
+
+/// The expanded public key `id`: from memory, else from the key store, checked again.
+/// Runs on a blocking thread.
 fn stored_public_key(state: &AppState, model: &Served, id: &str) -> ApiResult<Arc<Sanitizer>> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, format!("no public key `{id}`; upload it (again) first"));
     let store = state.public_keys.as_ref().ok_or_else(unknown)?;
     if let Some(key) = store.in_memory(id) {
         return Ok(key);
     }
-    if !store.on_disk(id) {
-        return Err(unknown());
-    }
-    let bytes = crate::model_file::read_limited(&store.path(id), model.public_key_body_limit).map_err(|_| unknown())?;
-    if hex(&Sha256::digest(&bytes)) != id {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored public key `{id}` is corrupted")));
-    }
+    let bytes = fetch_stored(store, id, model.public_key_body_limit, unknown)?;
     let key = Arc::new(expand_public_key(model, &bytes)?);
-    let _ = store.insert(id, &bytes, key.clone(), 2 * bytes.len() as u64);
+    let _ = store.remember(id, bytes.len() as u64, key.clone(), 2 * bytes.len() as u64);
     Ok(key)
 }
 
@@ -381,8 +411,8 @@ fn checked_id(id: String, what: &str) -> ApiResult<String> {
     }
 }
 
-/// The expanded key for `key_id`: from memory, else from the key folder (written by this
-/// server before an eviction, or by a replica), checked again since the folder is shared.
+/// The expanded key for `key_id`: from memory, else from the key store (written by this
+/// server before an eviction, or by a replica), checked again since the store is shared.
 /// Runs on a blocking thread holding an evaluation turn.
 fn stored_key(state: &AppState, model: &Served, key_id: &str) -> ApiResult<Arc<EvaluationKey>> {
     if let Some(key) = state.keys.in_memory(key_id) {
@@ -390,17 +420,10 @@ fn stored_key(state: &AppState, model: &Served, key_id: &str) -> ApiResult<Arc<E
     }
     let unknown =
         || ApiError::new(StatusCode::NOT_FOUND, format!("no evaluation key `{key_id}`; upload it (again) first"));
-    if !state.keys.on_disk(key_id) {
-        return Err(unknown());
-    }
-    let path = state.keys.path(key_id);
-    let bytes = crate::model_file::read_limited(&path, model.keys_body_limit).map_err(|_| unknown())?;
-    if hex(&Sha256::digest(&bytes)) != key_id {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored key `{key_id}` is corrupted")));
-    }
+    let bytes = fetch_stored(&state.keys, key_id, model.keys_body_limit, unknown)?;
     let key = Arc::new(expand_key(model, &bytes)?);
-    // Storing can only fail on quotas it met when first uploaded; serve this request anyway.
-    let _ = state.keys.insert(key_id, &bytes, key.clone(), model.expanded_key_bytes);
+    // Caching can only fail on a quota the key met when first uploaded; serve this request anyway.
+    let _ = state.keys.remember(key_id, bytes.len() as u64, key.clone(), model.expanded_key_bytes);
     Ok(key)
 }
 
@@ -567,12 +590,16 @@ pub fn router(models: Vec<(String, SavedModel)>, options: ServeOptions) -> Resul
     if options.max_samples == 0 || options.max_concurrent == 0 || options.max_queued == 0 {
         return Err(CliError::Usage("--max-samples, --max-concurrent and --max-queued must be at least 1".into()));
     }
-    let keys = KeyStore::open(&options.key_dir, options.key_memory_bytes, options.key_disk_bytes)?;
+    let location = match &options.key_store {
+        Some(url) => KeyLocation::parse(url)?,
+        None => KeyLocation::Dir(options.key_dir.clone()),
+    };
+    let keys = KeyStore::open(&location, options.key_memory_bytes, options.key_disk_bytes)?;
     let public_keys = options
         .sanitize
         .then(|| {
             KeyStore::open(
-                &options.key_dir.join("public"),
+                &location.child("public"),
                 options.key_memory_bytes / PUBLIC_KEY_QUOTA_SHARE,
                 options.key_disk_bytes / PUBLIC_KEY_QUOTA_SHARE,
             )

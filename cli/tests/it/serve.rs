@@ -272,3 +272,82 @@ fn tls_serves_an_encrypted_tree_request_end_to_end() {
     assert!(again.status.success(), "server down after the refused connections");
     assert_eq!(String::from_utf8(again.stdout).unwrap(), expected);
 }
+
+/// One HTTP/1.1 POST of `body` to `path`; the status code and the answer's body.
+fn post(addr: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, answer[split + 4..].to_vec())
+}
+
+/// The value of `field` in a one-field JSON answer such as `{"key_id":"..."}`.
+fn json_id(answer: &[u8], field: &str) -> String {
+    let value: serde_json::Value = serde_json::from_slice(answer).unwrap();
+    value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}")).to_string()
+}
+
+#[test]
+fn replicas_sharing_a_key_store_serve_keys_uploaded_to_either() {
+    let dir = Scratch::new("replicas");
+    let data = dir.path("data");
+    ok(&["dataset", "--name", "iris", "--out-dir", s(&data)]);
+    let (train, test) = (data.join("iris_train.csv"), data.join("iris_test.csv"));
+    let model = dir.path("tree.fheml");
+    let tree = ["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3"];
+    ok(&[&tree[..], &["--out", s(&model), "--sanitize"]].concat());
+    let five = dir.path("five.csv");
+    let text = std::fs::read_to_string(&test).unwrap();
+    std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let expected = ok(&["predict", "--model", s(&model), "--data", s(&five)]);
+    let keys = dir.path("keys");
+    ok(&["keygen", "--model", s(&model), "--out-dir", s(&keys)]);
+    let query = dir.path("q.bin");
+    let client_key = keys.join("client.key");
+    ok(&["encrypt", "--model", s(&model), "--key", s(&client_key), "--data", s(&five), "--out", s(&query)]);
+
+    // Two replicas, each with its own (empty, unused) key folder, over one shared store.
+    let store = format!("file://{}", dir.path("shared-store").display());
+    let replica = |name: &str| {
+        let own = dir.path(name);
+        spawn(&["serve", "--model", s(&model), "--addr", "127.0.0.1:0", "--key-dir", s(&own), "--key-store", &store])
+    };
+    let (a, b) = (replica("a-keys"), replica("b-keys"));
+    // Both keys go to A only.
+    let (status, answer) = post(&a.1, "/models/tree/keys", &std::fs::read(keys.join("eval.key")).unwrap());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let key_id = json_id(&answer, "key_id");
+    let (status, answer) = post(&a.1, "/models/tree/public_key", &std::fs::read(keys.join("public.key")).unwrap());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let public_key_id = json_id(&answer, "public_key_id");
+    // The encrypted batch goes to B, which never saw either key.
+    let run = format!("/models/tree/run?key_id={key_id}&public_key_id={public_key_id}");
+    let (status, answer) = post(&b.1, &run, &std::fs::read(&query).unwrap());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let out = dir.path("a.bin");
+    std::fs::write(&out, answer).unwrap();
+    let got = ok(&["decrypt", "--model", s(&model), "--key", s(&client_key), "--in", s(&out)]);
+    assert_eq!(got, expected, "B's answer decrypts to the clear predictions");
+    for own in ["a-keys", "b-keys"] {
+        let files = std::fs::read_dir(dir.path(own)).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 0, "{own}: a replica keeps no keys of its own");
+    }
+    // A key id no replica has is still unknown on both.
+    let unknown = format!("/models/tree/run?key_id={}&public_key_id={public_key_id}", "0".repeat(64));
+    let (status, _) = post(&a.1, &unknown, &std::fs::read(&query).unwrap());
+    assert_eq!(status, 404);
+    // A cloud store needs the cloud-keys feature (off in this build).
+    if !cfg!(feature = "cloud-keys") {
+        fails(
+            &["serve", "--model", s(&model), "--addr", "127.0.0.1:0", "--key-store", "s3://bucket/keys"],
+            "cloud-keys",
+        );
+    }
+}
