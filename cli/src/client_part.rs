@@ -198,7 +198,6 @@ impl ClientPart {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use fheml_fhe_runtime::FheConfig;
     use proptest::prelude::*;
     use proptest::sample::Index;
     use sha2::{Digest, Sha256};
@@ -216,14 +215,7 @@ mod tests {
             let bytes = [("logistic", &[][..]), ("tree", &depth[..])]
                 .into_iter()
                 .map(|(model, settings)| {
-                    let options = TrainOptions {
-                        model,
-                        task: None,
-                        n_bits: None,
-                        settings,
-                        budget_ms: None,
-                        config: FheConfig::default(),
-                    };
+                    let options = TrainOptions::defaults(model, settings);
                     ClientPart::of(&train(&table, &options).unwrap()).to_bytes().unwrap()
                 })
                 .collect();
@@ -236,14 +228,7 @@ mod tests {
     #[test]
     fn a_client_part_holds_no_weights() {
         let (table, _) = crate::data::embedded("iris").unwrap();
-        let options = TrainOptions {
-            model: "logistic",
-            task: None,
-            n_bits: None,
-            settings: &[],
-            budget_ms: None,
-            config: FheConfig::default(),
-        };
+        let options = TrainOptions::defaults("logistic", &[]);
         let saved = train(&table, &options).unwrap();
         let crate::model_file::FloatModel::Linear(linear) = &saved.float else { panic!("not linear") };
         let bytes = ClientPart::of(&saved).to_bytes().unwrap();
@@ -272,14 +257,7 @@ mod tests {
         for (model, settings) in settings {
             let settings: Vec<(String, String)> =
                 settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            let options = TrainOptions {
-                model,
-                task: None,
-                n_bits: None,
-                settings: &settings,
-                budget_ms: None,
-                config: FheConfig::default(),
-            };
+            let options = TrainOptions::defaults(model, &settings);
             let part = ClientPart::of(&train(&table, &options).unwrap());
             part.check_consistent().unwrap_or_else(|e| panic!("{model}: {e}"));
             ClientPart::from_bytes(&part.to_bytes().unwrap()).unwrap();

@@ -87,6 +87,13 @@ pub struct TrainOptions<'a> {
     pub config: FheConfig,
 }
 
+impl<'a> TrainOptions<'a> {
+    /// `model` with these hyperparameters and every other option at its default.
+    pub fn defaults(model: &'a str, settings: &'a [(String, String)]) -> Self {
+        Self { model, task: None, n_bits: None, settings, budget_ms: None, config: FheConfig::default() }
+    }
+}
+
 /// Classification when every target is an integer and there are few distinct values.
 fn infer_task(y: &ndarray::Array1<f64>) -> TaskKind {
     let mut values: Vec<f64> = y.to_vec();
@@ -586,14 +593,7 @@ mod tests {
     #[test]
     fn version_1_model_files_still_load() {
         let (train, _) = crate::data::embedded("iris").unwrap();
-        let options = TrainOptions {
-            model: "logistic",
-            task: None,
-            n_bits: None,
-            settings: &[],
-            budget_ms: None,
-            config: FheConfig::default(),
-        };
+        let options = TrainOptions::defaults("logistic", &[]);
         let saved = super::train(&train, &options).unwrap();
         #[derive(Serialize)]
         struct V1<'a> {

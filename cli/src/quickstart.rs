@@ -1,6 +1,6 @@
 //! `fheml quickstart`: the whole pipeline on the embedded breast-cancer dataset.
 
-use fheml_fhe_runtime::{FheConfig, Mode};
+use fheml_fhe_runtime::Mode;
 
 use crate::data::embedded;
 use crate::error::{CliError, Result};
@@ -37,14 +37,7 @@ pub fn run() -> Result<()> {
         ("mlp", vec![("hidden".to_string(), "16".to_string())]),
     ];
     for (name, settings) in families {
-        let options = TrainOptions {
-            model: name,
-            task: None,
-            n_bits: None,
-            settings: &settings,
-            budget_ms: None,
-            config: FheConfig::default(),
-        };
+        let options = TrainOptions::defaults(name, &settings);
         let model = train(&train_set, &options)?;
         let r = evaluate(&model, test_set.x.view(), y, Mode::Execute, Some(ENCRYPTED_ROWS), false)?;
         say!(

@@ -195,21 +195,27 @@ fn private_ca(dir: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, std::pa
     paths
 }
 
-#[test]
-fn tls_serves_an_encrypted_tree_request_end_to_end() {
-    let dir = Scratch::new("tls");
+/// A depth-2 iris tree compiled with sanitization (its answers are re-randomized with the
+/// client's public key, uploaded beside its evaluation key), five test rows, and Clear's
+/// predictions of them.
+fn sanitized_iris_tree(dir: &Scratch) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let data = dir.path("data");
     ok(&["dataset", "--name", "iris", "--out-dir", s(&data)]);
     let (train, test) = (data.join("iris_train.csv"), data.join("iris_test.csv"));
     let model = dir.path("tree.fheml");
-    // Sanitized: the answers of the server below are re-randomized with the client's public
-    // key, uploaded beside its evaluation key.
     let tree = ["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3"];
     ok(&[&tree[..], &["--out", s(&model), "--sanitize"]].concat());
     let five = dir.path("five.csv");
     let text = std::fs::read_to_string(&test).unwrap();
     std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
     let expected = ok(&["predict", "--model", s(&model), "--data", s(&five)]);
+    (model, five, expected)
+}
+
+#[test]
+fn tls_serves_an_encrypted_tree_request_end_to_end() {
+    let dir = Scratch::new("tls");
+    let (model, five, expected) = sanitized_iris_tree(&dir);
     let (ca, cert, key) = private_ca(&dir);
     let token = dir.path("token");
     std::fs::write(&token, "tls-test-token\n").unwrap();
@@ -297,16 +303,7 @@ fn json_id(answer: &[u8], field: &str) -> String {
 #[test]
 fn replicas_sharing_a_key_store_serve_keys_uploaded_to_either() {
     let dir = Scratch::new("replicas");
-    let data = dir.path("data");
-    ok(&["dataset", "--name", "iris", "--out-dir", s(&data)]);
-    let (train, test) = (data.join("iris_train.csv"), data.join("iris_test.csv"));
-    let model = dir.path("tree.fheml");
-    let tree = ["train", "--model", "tree", "--data", s(&train), "--set", "max_depth=2", "--n-bits", "3"];
-    ok(&[&tree[..], &["--out", s(&model), "--sanitize"]].concat());
-    let five = dir.path("five.csv");
-    let text = std::fs::read_to_string(&test).unwrap();
-    std::fs::write(&five, text.lines().take(6).collect::<Vec<_>>().join("\n") + "\n").unwrap();
-    let expected = ok(&["predict", "--model", s(&model), "--data", s(&five)]);
+    let (model, five, expected) = sanitized_iris_tree(&dir);
     let keys = dir.path("keys");
     ok(&["keygen", "--model", s(&model), "--out-dir", s(&keys)]);
     let query = dir.path("q.bin");
