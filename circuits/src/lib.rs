@@ -32,6 +32,7 @@ mod builder;
 mod clear;
 mod cost;
 mod error;
+mod family;
 mod ir;
 mod model;
 mod noise;
@@ -45,6 +46,10 @@ pub use builder::{CircuitBuilder, MAX_TABLE_BITS, round_shift};
 pub use clear::{ClearBackend, CountingBackend, evaluate_all_nodes, shape_inputs};
 pub use cost::{CostReport, LookupSite, lookup_source, read_precision};
 pub use error::{CircuitError, Result};
+pub use family::{
+    FamilyError, FitHooks, FitProgress, FitRequest, FittedModel, MAX_MODEL_BYTES, ModelFamily, NoHooks, TaskKind,
+    decode_model, encode_model,
+};
 pub use ir::{Circuit, Lut, Node, NodeId, Op, OutputKind, RoundingMode, Table};
 pub use model::{InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task};
 pub use noise::propagate_variance;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, ArrayView2, Axis, s};
 use serde::Serialize;
 
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 use crate::model_file::SavedModel;
 
 /// What `eval --json` prints.
@@ -222,6 +222,50 @@ pub fn predict(model: &SavedModel, x: ArrayView2<f64>, mode: Mode) -> Result<Vec
             }
             bar.finish_and_clear();
             Ok(out)
+        }
+    }
+}
+
+/// Training progress on stderr: epochs on a bar, budget pricing on its message, and the
+/// fit's decisions as lines.
+#[derive(Default)]
+pub struct TrainingProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl TrainingProgress {
+    /// Clears the bar.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl fheml_circuits::FitHooks for TrainingProgress {
+    fn progress(&mut self, report: fheml_circuits::FitProgress) {
+        match report {
+            fheml_circuits::FitProgress::Epoch { epoch, of, loss } => {
+                // The budget's pricing spinner, if any, gives way to the epochs' bar.
+                if let Some(spinner) = self.bar.take_if(|b| b.length().is_none()) {
+                    spinner.finish_and_clear();
+                }
+                let bar = self.bar.get_or_insert_with(|| progress(of, "training"));
+                bar.set_position(epoch as u64);
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+            fheml_circuits::FitProgress::Priced { candidates } => {
+                let bar = self.bar.get_or_insert_with(ProgressBar::new_spinner);
+                bar.set_message(format!("sizing for the budget: pricing candidate {candidates}"));
+                bar.tick();
+            }
+        }
+    }
+
+    fn note(&mut self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 }

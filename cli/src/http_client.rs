@@ -11,7 +11,7 @@ use fheml_fhe_runtime::{ClientKey, EncryptedOutputs, limits};
 use ndarray::ArrayView2;
 
 use crate::client_part::ClientPart;
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 use crate::model_file::{read_limited, write_atomically, write_secret_atomically};
 
 /// A client session against one served model.

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
 
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 
 /// One stored key as listed: its id, size in bytes and last modification.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,13 +1,11 @@
 //! `fheml`: train, evaluate, deploy and serve machine-learning models under FHE.
 
-mod client_part;
-mod data;
-mod error;
 mod eval;
 mod http_client;
 mod key_store;
-mod model_file;
 mod output;
+// The library's modules under their old paths, so that the command's modules read as before.
+use fheml::{client_part, data, error, model_file};
 mod quickstart;
 mod serve;
 
@@ -22,7 +20,7 @@ use fheml_fhe_runtime::{
 
 use crate::client_part::ClientPart;
 use crate::data::{CsvOptions, DEFAULT_TARGET, DataSchema, RawTable, ScoringTable, Selection, Table, Target};
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 use crate::model_file::{SavedModel, TrainOptions, read_limited, write_atomically};
 use crate::output::{Format, PredictionOutput, say};
 
@@ -698,7 +696,10 @@ fn run(cli: Cli) -> Result<()> {
             let config = compile.config()?;
             let settings = parse_settings(&settings)?;
             let options = TrainOptions { model: &model, task, n_bits, settings: &settings, budget_ms, config };
-            let mut saved = model_file::train(&table, &options)?;
+            let mut observer = eval::TrainingProgress::default();
+            let trained = model_file::train_observed(&table, &options, &mut observer);
+            observer.finish();
+            let mut saved = trained?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
             let report = saved.fhe.compiled().report();
@@ -935,14 +936,7 @@ fn run(cli: Cli) -> Result<()> {
             warn_if_quantization_drifts(&saved, &table)?;
             estimate_deviations(&mut saved, &table)?;
             saved.save(&out)?;
-            let what = match &saved.float {
-                model_file::FloatModel::Nn(m) => format!("{} layers", m.network().layers().len()),
-                model_file::FloatModel::Tree(m) => {
-                    let e = m.ensemble();
-                    format!("{}, {} single-output trees of depth {}", saved.name, e.trees.len(), e.max_depth())
-                }
-                model_file::FloatModel::Linear(_) => saved.name.clone(),
-            };
+            let what = saved.float.describe();
             say!(
                 "imported {} ({what}, n_bits {}, p_error {}, {} bootstraps per sample); saved {}",
                 onnx.display(),
@@ -1022,9 +1016,9 @@ fn inspect(saved: &SavedModel, json: bool) -> Result<()> {
         fheml_circuits::Task::Classification { classes } => Some(schema.class_names(classes)),
         fheml_circuits::Task::Regression => None,
     };
-    let network = match &saved.float {
-        model_file::FloatModel::Nn(m) => describe_network(m, saved),
-        _ => Vec::new(),
+    let network = match saved.float.as_any().downcast_ref::<fheml_models_nn::NnModel>() {
+        Some(m) => describe_network(m, saved),
+        None => Vec::new(),
     };
     if json {
         let object = serde_json::json!({
@@ -1094,8 +1088,8 @@ fn warn_if_quantization_drifts(saved: &SavedModel, table: &crate::data::Table) -
     let x = table.x.slice(ndarray::s![..rows, ..]);
     let float = saved.float.predict(x)?;
     let clear: Vec<f64> = saved.fhe.predict(x, Mode::Clear)?.iter().map(|p| p.value).collect();
-    let (what, fix) = match saved.float {
-        model_file::FloatModel::Tree(_) => ("tree model", "raise --n-bits (up to 10) or --set leaf_bits"),
+    let (what, fix) = match saved.float.family() {
+        "tree" => ("tree model", "raise --n-bits (up to 10) or --set leaf_bits"),
         _ => (
             "network",
             "raise --n-bits or --set w_bits/a_bits/accumulator_bits, and if the network was trained on raw features \

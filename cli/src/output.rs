@@ -12,7 +12,7 @@ use fheml_circuits::{Prediction, Task};
 use serde_json::{Map, Value};
 
 use crate::data::DataSchema;
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 
 /// Writes one line to standard output.
 pub fn line(args: std::fmt::Arguments) -> Result<()> {

@@ -3,7 +3,7 @@
 use fheml_fhe_runtime::Mode;
 
 use crate::data::embedded;
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 use crate::eval::evaluate;
 use crate::model_file::{TrainOptions, train};
 use crate::output::say;

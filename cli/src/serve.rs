@@ -48,7 +48,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::client_part::ClientPart;
-use crate::error::{CliError, Result};
+use crate::error::{Error as CliError, Result};
 use crate::key_store::{KeyLocation, KeyStore, StoreError};
 use crate::model_file::SavedModel;
 

@@ -60,6 +60,7 @@ mod coefficients;
 mod data;
 mod error;
 pub mod estimators;
+mod family;
 mod fit;
 mod kind;
 pub mod lower;
@@ -73,6 +74,7 @@ pub use estimators::{
     ElasticNet, Estimator, GammaRegressor, Lasso, LinearRegression, LinearSvc, LinearSvr, LogisticRegression, Params,
     PoissonRegressor, Ridge, SgdClassifier, SgdRegressor, TweedieRegressor, ValidParams,
 };
+pub use family::LinearFamily;
 pub use kind::LinearModelKind;
 pub use metrics::{accuracy, r2};
 pub use model::LinearModel;

@@ -28,6 +28,7 @@
 pub mod budget;
 pub mod burn_import;
 pub mod error;
+mod family;
 pub mod lower;
 pub mod model;
 pub mod network;
@@ -36,6 +37,7 @@ pub mod params;
 pub mod train;
 
 pub use error::{NnError, Result};
+pub use family::NnFamily;
 pub use lower::{InputQuantization, OutputDecoding, QuantSettings, calibrate_activations, lower};
 pub use model::{NnModel, Standardizer};
 pub use network::{Activation, Layer, Network};

@@ -36,6 +36,7 @@ mod boosting;
 pub mod cart;
 mod ensemble;
 mod error;
+mod family;
 pub mod lower;
 mod model;
 pub mod onnx_ml;
@@ -47,6 +48,7 @@ mod xgboost;
 pub use cart::{MaxFeatures, SplitCriterion};
 pub use ensemble::{LeafPath, Precision, SplitRule, Tree, TreeEnsemble, TreeNode};
 pub use error::{Result, TreeError};
+pub use family::TreeFamily;
 pub use lower::LoweringSummary;
 pub use model::{
     CompileOptions, CompiledTrees, DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,

@@ -3,62 +3,92 @@
 
 use std::path::Path;
 
-use fheml_circuits::{ModelCircuit, Task};
+use fheml_circuits::{FitHooks, FitRequest, FittedModel, ModelCircuit, NoHooks, Task, TaskKind};
 use fheml_fhe_runtime::{FheConfig, FheModel, Kind, limits};
-use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
-use fheml_models_nn::budget::BudgetSearch;
-use fheml_models_nn::{MlpParams, NnModel, NnTask, QuantSettings, ValidMlpParams};
-use fheml_models_tree::{TaskKind, TreeError, TreeModel, TreeModelKind, TreeParams, onnx_ml};
-use ndarray::ArrayView2;
+use fheml_models_linear::LinearModel;
+use fheml_models_nn::{NnModel, NnTask, QuantSettings};
+use fheml_models_tree::{TaskKind as TreeTask, TreeError, TreeModel, TreeParams, onnx_ml};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataSchema, Table};
-use crate::error::{CliError, Result};
+use crate::error::{Error, Result};
+use crate::registry::Registry;
 
-/// Model names `train` accepts.
+/// Model names `train` accepts, family by family.
 pub fn model_names() -> Vec<&'static str> {
-    let mut names = LinearModelKind::NAMES.to_vec();
-    names.extend(["tree", "forest", "gbdt", "mlp"]);
-    names
+    Registry::builtin().model_names()
 }
 
-/// The float model a compiled model came from.
-#[derive(Serialize, Deserialize)]
-pub enum FloatModel {
-    /// A linear model.
+/// The float model a compiled model came from, in the layout model files had before float
+/// models were saved by their family (format 2 and earlier): still read.
+#[derive(Deserialize)]
+enum LegacyFloatModel {
     Linear(LinearModel),
-    /// A tree, forest or boosted ensemble.
     Tree(TreeModel),
-    /// A neural network (trained MLP or imported ONNX).
     Nn(NnModel),
 }
 
-impl FloatModel {
-    /// Float predictions (labels or values).
-    pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<f64>> {
+impl LegacyFloatModel {
+    fn boxed(self) -> Box<dyn FittedModel> {
         match self {
-            FloatModel::Linear(m) => Ok(m.predict(x)?.to_vec()),
-            FloatModel::Tree(m) => Ok(m.predict(x)?.to_vec()),
-            FloatModel::Nn(m) => Ok(m.predict(x)?.to_vec()),
+            LegacyFloatModel::Linear(m) => Box::new(m),
+            LegacyFloatModel::Tree(m) => Box::new(m),
+            LegacyFloatModel::Nn(m) => Box::new(m),
         }
     }
 }
 
-/// Everything `train` saves.
-#[derive(Serialize, Deserialize)]
+/// Everything `train` and the importers save.
 pub struct SavedModel {
-    /// The model's command-line name.
+    /// The model's name (`logistic`, `forest`, `mlp`, `onnx`, ...).
     pub name: String,
     /// Feature column names, in order.
     pub feature_names: Vec<String>,
-    /// The float model.
-    pub float: FloatModel,
+    /// The float model, of any registered family.
+    pub float: Box<dyn FittedModel>,
     /// The quantized, lowered and compiled model.
     pub fhe: FheModel,
     /// The data file's columns by name, the target column and the text class labels.
+    pub schema: DataSchema,
+}
+
+/// Marks the current model layout, where the float model is its family's bytes.
+const LAYOUT: [u8; 4] = *b"fm3\0";
+
+/// The current model file layout (the envelope's payload).
+#[derive(Serialize)]
+struct SavedModelRef<'a> {
+    layout: [u8; 4],
+    name: &'a str,
+    feature_names: &'a [String],
+    family: &'a str,
+    float: Vec<u8>,
+    fhe: &'a FheModel,
+    schema: &'a DataSchema,
+}
+
+/// [`SavedModelRef`], read back.
+#[derive(Deserialize)]
+struct SavedModelV3 {
+    layout: [u8; 4],
+    name: String,
+    feature_names: Vec<String>,
+    family: String,
+    float: Vec<u8>,
+    fhe: FheModel,
+    schema: DataSchema,
+}
+
+/// The layout before float models were saved by their family.
+#[derive(Deserialize)]
+struct SavedModelV2 {
+    name: String,
+    feature_names: Vec<String>,
+    float: LegacyFloatModel,
+    fhe: FheModel,
     /// Last, so that a file written before it existed fails to decode as this layout and is
     /// read as [`SavedModelV1`] instead (bincode has no field names to go by).
-    pub schema: DataSchema,
+    schema: DataSchema,
 }
 
 /// The model file layout before [`DataSchema`] was recorded: still read, its columns are the
@@ -67,13 +97,13 @@ pub struct SavedModel {
 struct SavedModelV1 {
     name: String,
     feature_names: Vec<String>,
-    float: FloatModel,
+    float: LegacyFloatModel,
     fhe: FheModel,
 }
 
 /// Training options.
 pub struct TrainOptions<'a> {
-    /// Model name.
+    /// Model name (see [`model_names`]).
     pub model: &'a str,
     /// `classification` or `regression`, when the model family has both.
     pub task: Option<&'a str>,
@@ -94,126 +124,70 @@ impl<'a> TrainOptions<'a> {
     }
 }
 
-/// Classification when every target is an integer and there are few distinct values.
-fn infer_task(y: &ndarray::Array1<f64>) -> TaskKind {
-    let mut values: Vec<f64> = y.to_vec();
-    values.sort_by(f64::total_cmp);
-    values.dedup();
-    if values.len() <= 20 && values.iter().all(|v| v.fract() == 0.0) {
-        TaskKind::Classification
-    } else {
-        TaskKind::Regression
-    }
+/// The caller's hooks, with the runtime's cost model as [`FitHooks::expected_ms`].
+struct PricedHooks<'a> {
+    config: &'a FheConfig,
+    observer: &'a mut dyn FitHooks,
 }
 
-fn train_tree(
-    table: &Table,
-    y: &ndarray::Array1<f64>,
-    kind: TreeModelKind,
-    options: &TrainOptions,
-) -> Result<SavedModel> {
-    let task = match options.task {
-        Some(t) => TaskKind::from_name(t)?,
-        None => infer_task(y),
-    };
-    let mut params = TreeParams::new(kind, task);
-    if let Some(n) = options.n_bits {
-        params = params.set("n_bits", &n.to_string())?;
-    }
-    for (key, value) in options.settings {
-        params = params.set(key, value)?;
-    }
-    let model = TreeModel::fit(&params.check()?, table.x.view(), y.view())?;
-    let fhe = FheModel::compile(model.compile(table.x.view())?, &options.config)?;
-    Ok(SavedModel {
-        name: kind.name().to_string(),
-        feature_names: table.feature_names.clone(),
-        schema: table.schema.clone(),
-        float: FloatModel::Tree(model),
-        fhe,
-    })
-}
-
-fn train_mlp(table: &Table, y: &ndarray::Array1<f64>, options: &TrainOptions) -> Result<SavedModel> {
-    let task = match options.task {
-        Some(t) => NnTask::from_name(t)?,
-        None if infer_task(y) == TaskKind::Classification => NnTask::Classification,
-        None => NnTask::Regression,
-    };
-    let n_bits = options.n_bits.map(|n| n.to_string());
-    let settings = n_bits
-        .iter()
-        .map(|n| ("n_bits", n.as_str()))
-        .chain(options.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut params = MlpParams::from_options(task, settings)?;
-    if let Some(budget_ms) = options.budget_ms {
-        params = size_for_budget(&params, table, y, budget_ms, options)?;
-    }
-    let bar = crate::eval::progress(params.get().epochs, "training");
-    let model = params.fit_observed(table.x.view(), y.view(), &mut |report| {
-        bar.set_position(report.epoch as u64);
-        bar.set_message(format!("loss {:.4}", report.loss));
-    })?;
-    bar.finish_and_clear();
-    let fhe = FheModel::compile(model.compile()?, &options.config)?;
-    Ok(SavedModel {
-        name: "mlp".into(),
-        feature_names: table.feature_names.clone(),
-        schema: table.schema.clone(),
-        float: FloatModel::Nn(model),
-        fhe,
-    })
-}
-
-/// The MLP hyperparameters, with hidden width and bits chosen for `budget_ms` by the
-/// runtime's cost model (those set with `--set` stay).
-fn size_for_budget(
-    params: &ValidMlpParams,
-    table: &Table,
-    y: &ndarray::Array1<f64>,
-    budget_ms: f64,
-    options: &TrainOptions,
-) -> Result<ValidMlpParams> {
-    let set = |key: &str| options.settings.iter().any(|(k, _)| k == key);
-    let search = BudgetSearch { width: !set("hidden"), bits: !set("w_bits") && !set("a_bits") };
-    let spinner = indicatif::ProgressBar::new_spinner();
-    let mut expected_ms = |circuit: &ModelCircuit| {
-        spinner.inc(1);
-        spinner.set_message(format!("sizing for {budget_ms} ms: pricing candidate {}", spinner.position()));
-        FheModel::compile(circuit.clone(), &options.config)
+impl FitHooks for PricedHooks<'_> {
+    fn expected_ms(&mut self, circuit: &ModelCircuit) -> std::result::Result<f64, String> {
+        FheModel::compile(circuit.clone(), self.config)
             .map(|m| m.compiled().report().expected_seconds * 1e3)
             .map_err(|e| e.to_string())
+    }
+
+    fn progress(&mut self, progress: fheml_circuits::FitProgress) {
+        self.observer.progress(progress);
+    }
+
+    fn note(&mut self, line: &str) {
+        self.observer.note(line);
+    }
+}
+
+/// Trains the float model, quantizes and compiles it with the training data as calibration set.
+pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
+    train_observed(table, options, &mut NoHooks)
+}
+
+/// [`train_observed`] with the families of `registry` (the built-in ones and any added).
+pub fn train_with_registry(
+    registry: &Registry,
+    table: &Table,
+    options: &TrainOptions,
+    observer: &mut dyn FitHooks,
+) -> Result<SavedModel> {
+    let y = table.y.as_ref().ok_or_else(|| Error::Usage("training data needs a target column".into()))?;
+    let family = registry.family_of(options.model)?;
+    let request = FitRequest {
+        model: options.model,
+        task: options.task.map(TaskKind::from_name).transpose()?,
+        n_bits: options.n_bits,
+        settings: options.settings,
+        x: table.x.view(),
+        y: y.view(),
+        budget_ms: options.budget_ms,
     };
-    let choice = fheml_models_nn::budget::size_for_budget(
-        params,
-        table.x.view(),
-        y.view(),
-        budget_ms,
-        search,
-        &mut expected_ms,
-    )?;
-    spinner.finish_and_clear();
-    let p = choice.params.get();
-    let tried: Vec<String> = choice
-        .trials
-        .iter()
-        .map(|t| {
-            let hidden = t.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-            match &t.expected_ms {
-                Ok(ms) => format!("{hidden}@{}b {ms:.0} ms", t.bits.0),
-                Err(_) => format!("{hidden}@{}b does not compile", t.bits.0),
-            }
-        })
-        .collect();
-    eprintln!(
-        "budget {budget_ms} ms: hidden={}, w_bits={}, a_bits={} (expected {:.0} ms per sample; tried {})",
-        p.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
-        p.w_bits,
-        p.a_bits,
-        choice.expected_ms,
-        tried.join(", ")
-    );
-    Ok(choice.params)
+    let float = family.fit(&request, &mut PricedHooks { config: &options.config, observer })?;
+    saved(table, float, &options.config)
+}
+
+/// [`train`] with the built-in families, telling `observer` about progress and decisions.
+pub fn train_observed(table: &Table, options: &TrainOptions, observer: &mut dyn FitHooks) -> Result<SavedModel> {
+    train_with_registry(Registry::builtin(), table, options, observer)
+}
+
+/// Lowers `float` (calibrating on the table's rows), compiles it and names its columns.
+pub fn saved(table: &Table, float: Box<dyn FittedModel>, config: &FheConfig) -> Result<SavedModel> {
+    let fhe = FheModel::compile(float.lower(table.x.view())?, config)?;
+    Ok(SavedModel {
+        name: float.model_name(),
+        feature_names: table.feature_names.clone(),
+        schema: table.schema.clone(),
+        float,
+        fhe,
+    })
 }
 
 /// What `import-onnx` needs besides the file.
@@ -235,11 +209,11 @@ pub struct OnnxImport<'a> {
 /// skl2onnx or onnxmltools), or `None` for any other file (networks, or files that do not
 /// parse: the network importer then reports them).
 fn onnx_ml_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
-    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     if size > onnx_ml::MAX_ONNX_ML_BYTES {
         return Ok(None);
     }
-    let bytes = std::fs::read(path).map_err(|e| CliError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     Ok(matches!(onnx_ml::uses_onnx_ml_domain(&bytes), Ok(true)).then_some(bytes))
 }
 
@@ -248,13 +222,13 @@ fn onnx_ml_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
 fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<SavedModel> {
     let model = TreeModel::from_onnx_ml_bytes(bytes).map_err(|e| match e {
         TreeError::OnnxMlFormat(_) | TreeError::OnnxMlUnsupported(_) => {
-            CliError::Data { path: path.display().to_string(), detail: e.to_string() }
+            Error::Data { path: path.display().to_string(), detail: e.to_string() }
         }
         other => other.into(),
     })?;
     let table = options.table;
     if model.n_features() != table.x.ncols() {
-        return Err(CliError::Usage(format!(
+        return Err(Error::Usage(format!(
             "the ONNX model reads {} features, the data has {} feature columns{}",
             model.n_features(),
             table.x.ncols(),
@@ -266,10 +240,10 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
         )));
     }
     let task = model.params().get().task;
-    if let Some(wanted) = options.task.map(TaskKind::from_name).transpose()?
+    if let Some(wanted) = options.task.map(TreeTask::from_name).transpose()?
         && wanted != task
     {
-        return Err(CliError::Usage(format!(
+        return Err(Error::Usage(format!(
             "the ONNX model does {}, not {}; leave out --task for a tree ensemble",
             task.name(),
             wanted.name()
@@ -281,7 +255,7 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
         let indices = classes.iter().enumerate().all(|(i, c)| *c == i as f64);
         if !indices || labels.len() != classes.len() {
             let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
-            return Err(CliError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "the calibration target holds {} text labels ({}), the ONNX model's classes are {}: text labels \
                  name the classes 0..{} in sorted order",
                 labels.len(),
@@ -294,12 +268,12 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
     let defaults = model.compile_options();
     let (mut leaf_bits, mut sum_in_fhe) = (None, defaults.sum_in_fhe);
     for (key, value) in options.settings {
-        let bad = || CliError::Usage(format!("invalid value `{value}` for `{key}`"));
+        let bad = || Error::Usage(format!("invalid value `{value}` for `{key}`"));
         match key.as_str() {
             "leaf_bits" => leaf_bits = Some(value.parse().map_err(|_| bad())?),
             "sum_in_fhe" => sum_in_fhe = value.parse().map_err(|_| bad())?,
             other => {
-                return Err(CliError::Usage(format!(
+                return Err(Error::Usage(format!(
                     "unknown option `{other}` for an ONNX-ML tree ensemble; valid: leaf_bits, sum_in_fhe"
                 )));
             }
@@ -312,7 +286,7 @@ fn import_onnx_ml(path: &Path, bytes: &[u8], options: &OnnxImport) -> Result<Sav
         name: model.params().get().kind.name().to_string(),
         feature_names: table.feature_names.clone(),
         schema: table.schema.clone(),
-        float: FloatModel::Tree(model),
+        float: Box::new(model),
         fhe,
     })
 }
@@ -327,7 +301,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     let network = imported.network;
     let table = options.table;
     if network.n_inputs() != table.x.ncols() {
-        return Err(CliError::Usage(format!(
+        return Err(Error::Usage(format!(
             "the ONNX model takes {} inputs, the data has {} feature columns",
             network.n_inputs(),
             table.x.ncols()
@@ -335,7 +309,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     }
     let mut quant = QuantSettings::default();
     for (key, value) in options.settings {
-        let bad = || CliError::Usage(format!("invalid value `{value}` for `{key}`"));
+        let bad = || Error::Usage(format!("invalid value `{value}` for `{key}`"));
         match key.as_str() {
             "w_bits" => quant.w_bits = value.parse().map_err(|_| bad())?,
             "a_bits" => quant.a_bits = value.parse().map_err(|_| bad())?,
@@ -345,7 +319,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
                     v => match v.parse::<u32>() {
                         Ok(b) if (1..=16).contains(&b) => Some(b),
                         _ => {
-                            return Err(CliError::Usage(format!(
+                            return Err(Error::Usage(format!(
                                 "invalid value `{value}` for `accumulator_bits`: 1..=16 or none"
                             )));
                         }
@@ -360,7 +334,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
                 }
             }
             other => {
-                return Err(CliError::Usage(format!(
+                return Err(Error::Usage(format!(
                     "unknown option `{other}` for import-onnx; valid: w_bits, a_bits, accumulator_bits, rounding"
                 )));
             }
@@ -368,7 +342,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     }
     let classification = match (options.task.map(NnTask::from_name).transpose()?, &table.y) {
         (Some(task), _) => task == NnTask::Classification,
-        (None, Some(y)) => infer_task(y) == TaskKind::Classification,
+        (None, Some(y)) => TaskKind::infer(y.view()) == TaskKind::Classification,
         (None, None) => network.n_outputs() > 1,
     };
     let task = if classification {
@@ -385,7 +359,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
         let single_logit = classes.len() == 2 && network.n_outputs() == 1;
         if classes.len() != network.n_outputs() && !single_logit {
             let shown: Vec<String> = classes.iter().take(10).map(f64::to_string).collect();
-            return Err(CliError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "the target column has {} distinct labels ({}{}), the ONNX model has {} outputs: one label per output is needed (or one logit for two labels)",
                 classes.len(),
                 shown.join(", "),
@@ -396,7 +370,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
         Task::Classification { classes }
     } else {
         if network.n_outputs() != 1 {
-            return Err(CliError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "regression needs a network with one output, the ONNX model has {}",
                 network.n_outputs()
             )));
@@ -409,7 +383,7 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
         name: "onnx".into(),
         feature_names: table.feature_names.clone(),
         schema: table.schema.clone(),
-        float: FloatModel::Nn(model),
+        float: Box::new(model),
         fhe,
     })
 }
@@ -422,7 +396,7 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
         model = model.with_options(n, Some(options.leaf_bits), options.sum_in_fhe)?;
     }
     if model.n_features() != table.x.ncols() {
-        return Err(CliError::Usage(format!(
+        return Err(Error::Usage(format!(
             "the XGBoost model takes {} features, the calibration data has {}",
             model.n_features(),
             table.x.ncols()
@@ -433,53 +407,7 @@ pub fn import_xgboost(json: &Path, table: &Table, n_bits: Option<u8>, config: &F
         name: "gbdt".into(),
         feature_names: table.feature_names.clone(),
         schema: table.schema.clone(),
-        float: FloatModel::Tree(model),
-        fhe,
-    })
-}
-
-/// Trains the float model, quantizes and compiles it with the training data as calibration set.
-pub fn train(table: &Table, options: &TrainOptions) -> Result<SavedModel> {
-    let y = table.y.as_ref().ok_or_else(|| CliError::Usage("training data needs a target column".into()))?;
-    if options.budget_ms.is_some() && options.model != "mlp" {
-        return Err(CliError::Usage(format!(
-            "--budget-ms sizes mlp networks; {} has no width to choose (its cost is set by its hyperparameters)",
-            options.model
-        )));
-    }
-    if let Ok(kind) = TreeModelKind::from_name(options.model) {
-        return train_tree(table, y, kind, options);
-    }
-    if options.model == "mlp" {
-        return train_mlp(table, y, options);
-    }
-    let kind = LinearModelKind::from_name(options.model).map_err(|_| {
-        CliError::Usage(format!("unknown model `{}`; valid models: {}", options.model, model_names().join(", ")))
-    })?;
-    if let Some(task) = options.task {
-        let wanted = match task {
-            "classification" => true,
-            "regression" => false,
-            other => return Err(CliError::Usage(format!("unknown task `{other}`; use classification or regression"))),
-        };
-        if wanted != kind.is_classifier() {
-            return Err(CliError::Usage(format!("{} does not do {task}", kind.name())));
-        }
-    }
-    let mut params = LinearParams::new(kind);
-    if let Some(n) = options.n_bits {
-        params.n_bits = n;
-    }
-    for (key, value) in options.settings {
-        params = params.set(key, value)?;
-    }
-    let model = LinearModel::fit(params, table.x.view(), y.view())?;
-    let fhe = FheModel::compile(model.compile(table.x.view())?, &options.config)?;
-    Ok(SavedModel {
-        name: kind.name().to_string(),
-        feature_names: table.feature_names.clone(),
-        schema: table.schema.clone(),
-        float: FloatModel::Linear(model),
+        float: Box::new(model),
         fhe,
     })
 }
@@ -492,11 +420,25 @@ impl SavedModel {
 
     /// Writes the model file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = fheml_fhe_runtime::seal(Kind::Model, &self.fhe.compiled().fingerprint(), self)?;
+        let bytes = self.to_bytes()?;
         write_atomically(path, &bytes)
     }
 
-    /// Reads and checks a model file.
+    /// The model file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let layout = SavedModelRef {
+            layout: LAYOUT,
+            name: &self.name,
+            feature_names: &self.feature_names,
+            family: self.float.family(),
+            float: self.float.to_bytes()?,
+            fhe: &self.fhe,
+            schema: &self.schema,
+        };
+        Ok(fheml_fhe_runtime::seal(Kind::Model, &self.fhe.compiled().fingerprint(), &layout)?)
+    }
+
+    /// Reads and checks a model file, its float model decoded by the built-in families.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_limited(path, limits::MODEL_BYTES)?;
         Self::from_file_bytes(path, &bytes)
@@ -504,27 +446,50 @@ impl SavedModel {
 
     /// Reads and checks the bytes of a model file read from `path` (named in errors).
     pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        Self::from_file_bytes_with(Registry::builtin(), path, bytes)
+    }
+
+    /// [`Self::from_file_bytes`], the float model decoded by a family of `registry`.
+    pub fn from_file_bytes_with(registry: &Registry, path: &Path, bytes: &[u8]) -> Result<Self> {
+        let data = |detail: String| Error::Data { path: path.display().to_string(), detail };
         if fheml_fhe_runtime::peek_kind(bytes) == Some(Kind::ClientSpec) {
-            return Err(CliError::Data {
-                path: path.display().to_string(),
-                detail: "this is a client file (written by `fheml export-client`): it holds no weights, so only \
-                         keygen, encrypt and decrypt take it; this command needs the full model file"
+            return Err(data(
+                "this is a client file (written by `fheml export-client`): it holds no weights, so only \
+                 keygen, encrypt and decrypt take it; this command needs the full model file"
                     .into(),
-            });
+            ));
         }
-        match fheml_fhe_runtime::open::<SavedModel>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
-            Ok(model) => Ok(model),
-            Err(current) => {
-                match fheml_fhe_runtime::open::<SavedModelV1>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
-                    Ok(v1) => Ok(SavedModel {
-                        schema: DataSchema::numeric(&v1.feature_names),
-                        name: v1.name,
-                        feature_names: v1.feature_names,
-                        float: v1.float,
-                        fhe: v1.fhe,
+        let open = |bytes| fheml_fhe_runtime::open::<SavedModelV3>(bytes, Kind::Model, None, limits::MODEL_BYTES);
+        match open(bytes) {
+            Ok(v3) if v3.layout == LAYOUT => {
+                let float = registry.decode(&v3.family, &v3.float).map_err(|e| data(e.to_string()))?;
+                Ok(SavedModel { name: v3.name, feature_names: v3.feature_names, float, fhe: v3.fhe, schema: v3.schema })
+            }
+            current => {
+                let open_v2 = fheml_fhe_runtime::open::<SavedModelV2>(bytes, Kind::Model, None, limits::MODEL_BYTES);
+                let open_v1 = || fheml_fhe_runtime::open::<SavedModelV1>(bytes, Kind::Model, None, limits::MODEL_BYTES);
+                match (open_v2, current) {
+                    (Ok(v2), _) => Ok(SavedModel {
+                        name: v2.name,
+                        feature_names: v2.feature_names,
+                        float: v2.float.boxed(),
+                        fhe: v2.fhe,
+                        schema: v2.schema,
                     }),
-                    // The current layout's error names the real problem (truncation, checksum, ...).
-                    Err(_) => Err(CliError::Data { path: path.display().to_string(), detail: current.to_string() }),
+                    (Err(_), current) => match open_v1() {
+                        Ok(v1) => Ok(SavedModel {
+                            schema: DataSchema::numeric(&v1.feature_names),
+                            name: v1.name,
+                            feature_names: v1.feature_names,
+                            float: v1.float.boxed(),
+                            fhe: v1.fhe,
+                        }),
+                        // The current layout's error names the real problem (truncation, checksum, ...).
+                        Err(_) => Err(data(match current {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "unknown model file layout".into(),
+                        })),
+                    },
                 }
             }
         }
@@ -533,14 +498,14 @@ impl SavedModel {
 
 /// Reads a file, refusing anything larger than `limit` before reading it.
 pub fn read_limited(path: &Path, limit: usize) -> Result<Vec<u8>> {
-    let size = std::fs::metadata(path).map_err(|e| CliError::io(path, e))?.len();
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
     if size > limit as u64 + 4096 {
-        return Err(CliError::Data {
+        return Err(Error::Data {
             path: path.display().to_string(),
             detail: format!("{size} bytes exceeds the limit of {limit}"),
         });
     }
-    std::fs::read(path).map_err(|e| CliError::io(path, e))
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it: a failed write never
@@ -550,7 +515,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        CliError::io(path, e)
+        Error::io(path, e)
     })
 }
 
@@ -570,15 +535,15 @@ pub fn write_secret_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| std::fs::rename(&tmp, path));
     written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        CliError::io(path, e)
+        Error::io(path, e)
     })
 }
 
 /// The feature names an XGBoost JSON model records (`learner.feature_names`), if any.
 pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
-    let text = std::fs::read_to_string(json).map_err(|e| CliError::io(json, e))?;
+    let text = std::fs::read_to_string(json).map_err(|e| Error::io(json, e))?;
     let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::Data { path: json.display().to_string(), detail: format!("not JSON: {e}") })?;
+        .map_err(|e| Error::Data { path: json.display().to_string(), detail: format!("not JSON: {e}") })?;
     let names = value.pointer("/learner/feature_names").and_then(|v| v.as_array());
     Ok(names.filter(|n| !n.is_empty()).map(|n| n.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()))
 }
@@ -588,30 +553,52 @@ pub fn xgboost_feature_names(json: &Path) -> Result<Option<Vec<String>>> {
 mod tests {
     use super::*;
 
-    /// A model file written before the schema was recorded still loads, its columns taken
-    /// from the recorded feature names.
+    /// Model files of the two earlier layouts (float model as an enum over the three
+    /// families; before that, without the schema) still load, and the current layout
+    /// round-trips.
     #[test]
-    fn version_1_model_files_still_load() {
-        let (train, _) = crate::data::embedded("iris").unwrap();
+    fn earlier_model_file_layouts_still_load() {
+        let (train, test) = crate::data::embedded("iris").unwrap();
         let options = TrainOptions::defaults("logistic", &[]);
         let saved = super::train(&train, &options).unwrap();
+        let linear = saved.float.as_any().downcast_ref::<LinearModel>().unwrap();
+        /// `LegacyFloatModel` as it was written: variant 0 is the linear family.
+        #[derive(Serialize)]
+        enum Float<'a> {
+            Linear(&'a LinearModel),
+        }
         #[derive(Serialize)]
         struct V1<'a> {
             name: &'a str,
             feature_names: &'a [String],
-            float: &'a FloatModel,
+            float: Float<'a>,
             fhe: &'a FheModel,
         }
-        let v1 = V1 { name: &saved.name, feature_names: &saved.feature_names, float: &saved.float, fhe: &saved.fhe };
-        let bytes = fheml_fhe_runtime::seal(Kind::Model, &saved.fhe.compiled().fingerprint(), &v1).unwrap();
-        let dir = std::env::temp_dir().join(format!("fheml-v1-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (old, new) = (dir.join("v1.fheml"), dir.join("v2.fheml"));
-        std::fs::write(&old, bytes).unwrap();
-        saved.save(&new).unwrap();
-        let loaded = SavedModel::load(&old).unwrap();
-        assert_eq!(loaded.schema, DataSchema::numeric(&saved.feature_names));
-        assert_eq!(SavedModel::load(&new).unwrap().schema, saved.schema);
-        let _ = std::fs::remove_dir_all(&dir);
+        #[derive(Serialize)]
+        struct V2<'a> {
+            name: &'a str,
+            feature_names: &'a [String],
+            float: Float<'a>,
+            fhe: &'a FheModel,
+            schema: &'a DataSchema,
+        }
+        let fingerprint = saved.fhe.compiled().fingerprint();
+        let (name, feature_names, fhe) = (saved.name.as_str(), saved.feature_names.as_slice(), &saved.fhe);
+        let v1 = V1 { name, feature_names, float: Float::Linear(linear), fhe };
+        let v2 = V2 { name, feature_names, float: Float::Linear(linear), fhe, schema: &saved.schema };
+        let v1 = fheml_fhe_runtime::seal(Kind::Model, &fingerprint, &v1).unwrap();
+        let v2 = fheml_fhe_runtime::seal(Kind::Model, &fingerprint, &v2).unwrap();
+        let path = Path::new("model.fheml");
+        let expected = saved.float.predict(test.x.view()).unwrap();
+        for (bytes, schema) in [
+            (v1, DataSchema::numeric(&saved.feature_names)),
+            (v2, saved.schema.clone()),
+            (saved.to_bytes().unwrap(), saved.schema.clone()),
+        ] {
+            let loaded = SavedModel::from_file_bytes(path, &bytes).unwrap();
+            assert_eq!(loaded.schema, schema);
+            assert_eq!((loaded.name.as_str(), loaded.float.family()), ("logistic", "linear"));
+            assert_eq!(loaded.float.predict(test.x.view()).unwrap(), expected);
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CliError, Result};
+use crate::error::{Error, Result};
 
 /// The target column's name when `--target` is not given.
 pub const DEFAULT_TARGET: &str = "target";
@@ -146,8 +146,8 @@ impl RawTable {
     /// without data rows.
     pub fn read(path: &Path, options: CsvOptions) -> Result<Self> {
         let display = path.display().to_string();
-        let bad = |detail: String| CliError::Data { path: display.clone(), detail };
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
+        let bad = |detail: String| Error::Data { path: display.clone(), detail };
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         // Spreadsheets often save UTF-8 with a byte-order mark, which would end up in the first name.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(text));
@@ -209,8 +209,8 @@ impl RawTable {
         Ok(RawTable { path: display, header, rows: records, lines })
     }
 
-    fn bad(&self, detail: String) -> CliError {
-        CliError::Data { path: self.path.clone(), detail }
+    fn bad(&self, detail: String) -> Error {
+        Error::Data { path: self.path.clone(), detail }
     }
 
     /// Data rows.
@@ -376,7 +376,7 @@ impl DataSchema {
     /// Encodes target cells as the model's values: label indices for text labels, numbers
     /// otherwise. An unseen label is refused by name.
     pub fn encode_target(&self, cells: &[String], path: &str) -> Result<Array1<f64>> {
-        let bad = |detail: String| CliError::Data { path: path.to_string(), detail };
+        let bad = |detail: String| Error::Data { path: path.to_string(), detail };
         cells
             .iter()
             .map(|cell| match &self.labels {
@@ -511,12 +511,12 @@ pub fn embedded(name: &str) -> Result<(Table, Table)> {
             (d.data, d.target.into_iter().map(f64::from).collect(), d.num_features, d.feature_names)
         }
         other => {
-            return Err(CliError::Usage(format!("unknown dataset `{other}`; use breast_cancer, iris or diabetes")));
+            return Err(Error::Usage(format!("unknown dataset `{other}`; use breast_cancer, iris or diabetes")));
         }
     };
     let rows = target.len();
     let x = Array2::from_shape_vec((rows, features), data.into_iter().map(f64::from).collect())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let y = Array1::from(target);
     let (test, train): (Vec<usize>, Vec<usize>) = (0..rows).partition(|i| i % 5 == 0);
     let names = if names.len() == features { names } else { (0..features).map(|i| format!("f{i}")).collect() };
@@ -534,7 +534,7 @@ pub fn embedded(name: &str) -> Result<(Table, Table)> {
 /// and the target in a column named `target`.
 pub fn export_embedded(name: &str, dir: &Path) -> Result<()> {
     let (train, test) = embedded(name)?;
-    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     for (table, part) in [(train, "train"), (test, "test")] {
         let mut text = table.feature_names.iter().map(|n| n.replace(',', "_")).collect::<Vec<_>>().join(",")
             + ","

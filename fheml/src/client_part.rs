@@ -10,7 +10,7 @@ use fheml_fhe_runtime::{ClientSpec, Kind, limits};
 use serde::{Deserialize, Serialize};
 
 use crate::data::DataSchema;
-use crate::error::{CliError, Result};
+use crate::error::{Error, Result};
 use crate::model_file::{SavedModel, read_limited};
 
 /// The client's part of a compiled model.
@@ -72,7 +72,7 @@ impl ClientPart {
     /// Prediction from decrypted outputs.
     pub fn decode(&self, outputs: &[Vec<i64>]) -> Result<Prediction> {
         if outputs.len() != self.outputs.len() {
-            return Err(CliError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "{} decrypted outputs, the model has {}",
                 outputs.len(),
                 self.outputs.len()
@@ -110,7 +110,7 @@ impl ClientPart {
             }
         };
         if fheml_fhe_runtime::peek_fingerprint(bytes, Kind::ClientSpec)? != part.spec.fingerprint {
-            return Err(CliError::Usage("client part: fingerprint does not match its content".into()));
+            return Err(Error::Usage("client part: fingerprint does not match its content".into()));
         }
         // A hostile server could name an insecure or enormous parameter set: refuse it before keygen.
         part.spec.validate()?;
@@ -123,7 +123,7 @@ impl ClientPart {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_limited(path, limits::MODEL_BYTES)?;
         if fheml_fhe_runtime::peek_kind(&bytes) == Some(Kind::ClientSpec) {
-            let data = |e: CliError| CliError::Data { path: path.display().to_string(), detail: e.to_string() };
+            let data = |e: Error| Error::Data { path: path.display().to_string(), detail: e.to_string() };
             Self::from_bytes(&bytes).map_err(data)
         } else {
             Ok(Self::of(&SavedModel::from_file_bytes(path, &bytes)?))
@@ -135,7 +135,7 @@ impl ClientPart {
     /// describe the same model, so that encoding a row never allocates more than the part
     /// itself holds and decoding never indexes past it.
     fn check_consistent(&self) -> Result<()> {
-        let bad = |detail: String| Err(CliError::Usage(format!("client part: {detail}")));
+        let bad = |detail: String| Err(Error::Usage(format!("client part: {detail}")));
         let features = self.feature_names.len();
         if self.schema.n_features() != features {
             return bad(format!(
@@ -230,7 +230,7 @@ mod tests {
         let (table, _) = crate::data::embedded("iris").unwrap();
         let options = TrainOptions::defaults("logistic", &[]);
         let saved = train(&table, &options).unwrap();
-        let crate::model_file::FloatModel::Linear(linear) = &saved.float else { panic!("not linear") };
+        let linear = saved.float.as_any().downcast_ref::<fheml_models_linear::LinearModel>().unwrap();
         let bytes = ClientPart::of(&saved).to_bytes().unwrap();
         let secrets: Vec<f64> = linear.weights().iter().chain(linear.intercept().iter()).copied().collect();
         assert!(!secrets.is_empty());
