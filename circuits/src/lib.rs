@@ -51,7 +51,10 @@ pub use family::{
     decode_model, encode_model,
 };
 pub use ir::{Circuit, Lut, Node, NodeId, Op, OutputKind, RoundingMode, Table};
-pub use model::{InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task};
+pub use model::{
+    InputEncoding, InputSpec, IntegerCircuit, ModelCircuit, OutputSpec, PostProcessing, Prediction, Task,
+    decode_outputs, encode_inputs,
+};
 pub use noise::propagate_variance;
 pub use range::{BitWidth, Interval, observed_ranges};
 pub use read::{ReadLayout, read_layout};

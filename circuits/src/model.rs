@@ -209,6 +209,31 @@ impl PostProcessing {
     }
 }
 
+/// Client side: the circuit inputs for one row of float features, one per input spec.
+pub fn encode_inputs(inputs: &[InputSpec], features: &[f64]) -> Result<Vec<Vec<i64>>> {
+    inputs.iter().map(|spec| spec.encode(features)).collect()
+}
+
+/// Client side: decrypted circuit outputs (one per output spec) to a prediction. The one
+/// decoder of every model, whether the client holds the whole model or only its client part.
+pub fn decode_outputs(
+    specs: &[OutputSpec],
+    post: PostProcessing,
+    task: &Task,
+    outputs: &[Vec<i64>],
+) -> Result<Prediction> {
+    if outputs.len() != specs.len() {
+        return Err(CircuitError::Decoding {
+            detail: format!("{} outputs, the model has {}", outputs.len(), specs.len()),
+        });
+    }
+    let mut scores = Vec::new();
+    for (q, spec) in outputs.iter().zip(specs) {
+        scores.extend(spec.decode(q)?);
+    }
+    post.apply(scores, task)
+}
+
 /// What every lowered model hands the runtime and the client.
 pub trait IntegerCircuit {
     /// The circuit the server evaluates.
@@ -260,21 +285,12 @@ impl ModelCircuit {
     /// Client side: the circuit inputs for one row of float features (the model's single
     /// input spec).
     pub fn encode(&self, features: &[f64]) -> Result<Vec<Vec<i64>>> {
-        self.inputs.iter().map(|spec| spec.encode(features)).collect()
+        encode_inputs(&self.inputs, features)
     }
 
     /// Client side: decrypted circuit outputs to a prediction.
     pub fn decode(&self, outputs: &[Vec<i64>]) -> Result<Prediction> {
-        if outputs.len() != self.outputs.len() {
-            return Err(CircuitError::Decoding {
-                detail: format!("{} outputs, the model has {}", outputs.len(), self.outputs.len()),
-            });
-        }
-        let mut scores = Vec::new();
-        for (q, spec) in outputs.iter().zip(&self.outputs) {
-            scores.extend(spec.decode(q)?);
-        }
-        self.post.apply(scores, &self.task)
+        decode_outputs(&self.outputs, self.post, &self.task, outputs)
     }
 
     /// Clear (exact integer) prediction of one row.

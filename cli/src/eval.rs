@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use fheml_circuits::{ModelCircuit, PostProcessing, Prediction};
 use fheml_fhe_runtime::{CompileReport, Mode, limits};
+use fheml_quant::metrics::score;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, ArrayView2, Axis, s};
 use serde::Serialize;
@@ -75,21 +76,6 @@ fn agrees(fhe: f64, clear: f64, tolerance: f64, post: PostProcessing) -> bool {
         _ => (fhe, clear),
     };
     (a - b).abs() <= tolerance * (1.0 + 1e-9)
-}
-
-/// Accuracy or R².
-pub fn score(classifier: bool, predictions: &[f64], truth: &[f64]) -> f64 {
-    if truth.is_empty() {
-        return f64::NAN;
-    }
-    if classifier {
-        predictions.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
-    } else {
-        let mean = truth.iter().sum::<f64>() / truth.len() as f64;
-        let ss_res: f64 = predictions.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum();
-        let ss_tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
-        if ss_tot == 0.0 { f64::NAN } else { 1.0 - ss_res / ss_tot }
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

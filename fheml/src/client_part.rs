@@ -66,23 +66,12 @@ impl ClientPart {
 
     /// Circuit inputs of one row.
     pub fn encode(&self, row: &[f64]) -> Result<Vec<Vec<i64>>> {
-        Ok(self.inputs.iter().map(|s| s.encode(row)).collect::<std::result::Result<_, _>>()?)
+        Ok(fheml_circuits::encode_inputs(&self.inputs, row)?)
     }
 
     /// Prediction from decrypted outputs.
     pub fn decode(&self, outputs: &[Vec<i64>]) -> Result<Prediction> {
-        if outputs.len() != self.outputs.len() {
-            return Err(Error::Usage(format!(
-                "{} decrypted outputs, the model has {}",
-                outputs.len(),
-                self.outputs.len()
-            )));
-        }
-        let mut scores = Vec::new();
-        for (q, spec) in outputs.iter().zip(&self.outputs) {
-            scores.extend(spec.decode(q)?);
-        }
-        Ok(self.post.apply(scores, &self.task)?)
+        Ok(fheml_circuits::decode_outputs(&self.outputs, self.post, &self.task, outputs)?)
     }
 
     /// Sealed bytes.

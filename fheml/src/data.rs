@@ -518,7 +518,7 @@ pub fn embedded(name: &str) -> Result<(Table, Table)> {
     let x = Array2::from_shape_vec((rows, features), data.into_iter().map(f64::from).collect())
         .map_err(|e| Error::Usage(e.to_string()))?;
     let y = Array1::from(target);
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..rows).partition(|i| i % 5 == 0);
+    let (train, test) = fheml_quant::data::split_every_fifth(rows);
     let names = if names.len() == features { names } else { (0..features).map(|i| format!("f{i}")).collect() };
     let schema = DataSchema { target: Some(DEFAULT_TARGET.into()), ..DataSchema::numeric(&names) };
     let pick = |rows: &[usize]| Table {

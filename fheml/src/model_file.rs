@@ -309,35 +309,11 @@ pub fn import_onnx(path: &Path, options: &OnnxImport) -> Result<SavedModel> {
     }
     let mut quant = QuantSettings::default();
     for (key, value) in options.settings {
-        let bad = || Error::Usage(format!("invalid value `{value}` for `{key}`"));
-        match key.as_str() {
-            "w_bits" => quant.w_bits = value.parse().map_err(|_| bad())?,
-            "a_bits" => quant.a_bits = value.parse().map_err(|_| bad())?,
-            "accumulator_bits" => {
-                quant.accumulator_bits = match value.as_str() {
-                    "none" => None,
-                    v => match v.parse::<u32>() {
-                        Ok(b) if (1..=16).contains(&b) => Some(b),
-                        _ => {
-                            return Err(Error::Usage(format!(
-                                "invalid value `{value}` for `accumulator_bits`: 1..=16 or none"
-                            )));
-                        }
-                    },
-                }
-            }
-            "rounding" => {
-                quant.rounding = match value.as_str() {
-                    "exact" => fheml_circuits::RoundingMode::Exact,
-                    "approximate" => fheml_circuits::RoundingMode::Approximate,
-                    _ => return Err(bad()),
-                }
-            }
-            other => {
-                return Err(Error::Usage(format!(
-                    "unknown option `{other}` for import-onnx; valid: w_bits, a_bits, accumulator_bits, rounding"
-                )));
-            }
+        if !quant.set(key, value)? {
+            return Err(Error::Usage(format!(
+                "unknown option `{key}` for import-onnx; valid: {}",
+                QuantSettings::OPTION_NAMES.join(", ")
+            )));
         }
     }
     let classification = match (options.task.map(NnTask::from_name).transpose()?, &table.y) {

@@ -4,35 +4,14 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::error::{LinearError, Result};
 
-/// Refuses empty or non-finite feature matrices.
-pub(crate) fn check_features(x: ArrayView2<f64>) -> Result<()> {
-    if x.nrows() == 0 || x.ncols() == 0 {
-        return Err(LinearError::EmptyData { rows: x.nrows(), features: x.ncols() });
-    }
-    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        Some(((row, column), value)) => Err(LinearError::NonFiniteFeature { row, column, value: *value }),
-        None => Ok(()),
-    }
-}
-
-/// Refuses feature matrices that [`check_features`] refuses, or with `expected` columns.
+/// Refuses rows of another width than the model's, or with NaN or infinite values.
 pub(crate) fn check_prediction_input(x: ArrayView2<f64>, expected: usize) -> Result<()> {
-    if x.ncols() != expected {
-        return Err(LinearError::FeatureCount { expected, got: x.ncols() });
-    }
-    check_features(x)
+    Ok(fheml_quant::data::check_prediction_rows(x, expected)?)
 }
 
 /// Refuses training data that is empty, non-finite, or of mismatched lengths.
 pub(crate) fn check_training(x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<()> {
-    check_features(x)?;
-    if x.nrows() != y.len() {
-        return Err(LinearError::LengthMismatch { rows: x.nrows(), targets: y.len() });
-    }
-    match y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((row, value)) => Err(LinearError::NonFiniteTarget { row, value: *value }),
-        None => Ok(()),
-    }
+    Ok(fheml_quant::data::check_training(x, y)?)
 }
 
 /// Distinct labels in increasing order, and each row's class index.

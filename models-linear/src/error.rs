@@ -10,48 +10,9 @@ pub enum LinearError {
     /// Building the integer circuit failed.
     #[error(transparent)]
     Circuit(#[from] fheml_circuits::CircuitError),
-    /// The data has no row or no feature.
-    #[error("empty data: {rows} rows and {features} features")]
-    EmptyData {
-        /// Number of rows given.
-        rows: usize,
-        /// Number of features given.
-        features: usize,
-    },
-    /// A feature value is NaN or infinite.
-    #[error("non-finite feature value {value} at row {row}, column {column}; clean or impute the data first")]
-    NonFiniteFeature {
-        /// The row.
-        row: usize,
-        /// The column.
-        column: usize,
-        /// The value.
-        value: f64,
-    },
-    /// A target value is NaN or infinite.
-    #[error("non-finite target {value} at row {row}")]
-    NonFiniteTarget {
-        /// The row.
-        row: usize,
-        /// The value.
-        value: f64,
-    },
-    /// The number of rows and of targets differ.
-    #[error("{rows} rows but {targets} targets")]
-    LengthMismatch {
-        /// Rows of the feature matrix.
-        rows: usize,
-        /// Length of the target vector.
-        targets: usize,
-    },
-    /// The number of features differs from the one the model was fitted or calibrated on.
-    #[error("expected {expected} features, got {got}")]
-    FeatureCount {
-        /// The model's feature count.
-        expected: usize,
-        /// The given feature count.
-        got: usize,
-    },
+    /// The rows are unusable: empty, non-finite, of another width or length.
+    #[error(transparent)]
+    Data(#[from] fheml_quant::DataError),
     /// The targets do not suit the model (a single class, negative counts, ...).
     #[error("invalid targets for {model}: {reason}")]
     InvalidTargets {

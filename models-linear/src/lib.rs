@@ -64,7 +64,6 @@ mod family;
 mod fit;
 mod kind;
 pub mod lower;
-mod metrics;
 mod model;
 mod params;
 
@@ -75,7 +74,7 @@ pub use estimators::{
     PoissonRegressor, Ridge, SgdClassifier, SgdRegressor, TweedieRegressor, ValidParams,
 };
 pub use family::LinearFamily;
+pub use fheml_quant::metrics::{accuracy, r2};
 pub use kind::LinearModelKind;
-pub use metrics::{accuracy, r2};
 pub use model::LinearModel;
 pub use params::{LearningRate, LinearParams, Loss};

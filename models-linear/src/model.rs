@@ -9,8 +9,8 @@ use crate::data::{check_prediction_input, check_training, encode_classes};
 use crate::error::{LinearError, Result};
 use crate::fit::{Target, check_glm_targets, fit};
 use crate::kind::LinearModelKind;
-use crate::metrics::{accuracy, r2};
 use crate::params::{LinearParams, Loss};
+use fheml_quant::metrics::{accuracy, r2};
 
 /// A fitted (or imported) linear model: `scores = x·weights + intercept`, then the
 /// post-processing of its kind (sigmoid, softmax, sign, argmax, exp or identity).
@@ -225,8 +225,8 @@ impl LinearModel {
         check_training(x, y)?;
         let predicted = self.predict(x)?;
         Ok(match self.task {
-            Task::Classification { .. } => accuracy(predicted.view(), y),
-            Task::Regression => r2(predicted.view(), y),
+            Task::Classification { .. } => accuracy(&predicted.to_vec(), &y.to_vec()),
+            Task::Regression => r2(&predicted.to_vec(), &y.to_vec()),
         })
     }
 

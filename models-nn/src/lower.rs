@@ -20,7 +20,7 @@ use fheml_circuits::{
     CircuitBuilder, InputEncoding, InputSpec, Interval, Lut, ModelCircuit, NodeId, OutputSpec, PostProcessing,
     RoundingMode, Table, Task, read_layout,
 };
-use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
+use fheml_quant::{DataError, PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
 
 use crate::error::{NnError, Result};
 use crate::network::{Activation, Layer, Network};
@@ -102,7 +102,7 @@ impl InputQuantization {
     /// weights apply to every pixel of a channel, so its pixels must share one scale).
     pub fn for_network(network: &Network, n_bits: u8, data: ArrayView2<f64>) -> Result<Self> {
         if data.ncols() != network.n_inputs() {
-            return Err(NnError::FeatureCount { expected: network.n_inputs(), got: data.ncols() });
+            return Err(NnError::Input(DataError::FeatureCount { expected: network.n_inputs(), got: data.ncols() }));
         }
         let convolves_its_input = network
             .layers()
@@ -618,7 +618,7 @@ pub fn lower(
     }
     let n = network.n_inputs();
     if input.quantizer.len() != n || input.scale.len() != n || input.zero.len() != n {
-        return Err(NnError::FeatureCount { expected: n, got: input.quantizer.len() });
+        return Err(NnError::Input(DataError::FeatureCount { expected: n, got: input.quantizer.len() }));
     }
     let mut lowering = Lowering { b: CircuitBuilder::new(), settings, min_rounding };
     let ranges = input.quantizer.quantizers().iter().map(|q| Interval { lo: q.qmin(), hi: q.qmax() }).collect();

@@ -44,13 +44,6 @@ pub struct NnModel {
     observed_output: Option<(f64, f64)>,
 }
 
-fn check_finite(x: ArrayView2<f64>) -> Result<()> {
-    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        Some(((row, column), value)) => Err(NnError::NonFinite { value: *value, row, column }),
-        None => Ok(()),
-    }
-}
-
 fn mean_std(column: ArrayView1<f64>) -> (f64, f64) {
     let n = column.len().max(1) as f64;
     let mean = column.sum() / n;
@@ -102,16 +95,7 @@ impl NnModel {
     ) -> Result<Self> {
         let params = &params.sized_for(x.ncols());
         let p = params.get();
-        if x.nrows() == 0 || x.ncols() == 0 {
-            return Err(NnError::Data("no training rows or no features".into()));
-        }
-        if x.nrows() != y.len() {
-            return Err(NnError::Data(format!("{} rows but {} targets", x.nrows(), y.len())));
-        }
-        check_finite(x)?;
-        if let Some((row, value)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(NnError::NonFinite { value: *value, row, column: 0 });
-        }
+        fheml_quant::data::check_training(x, y)?;
         // The client quantizes raw features; the network reads them standardised. With an
         // integer offset `m` the network input is exactly `(s/σ)·(q - m)`.
         let config = QuantizerConfig::params().n_bits(p.n_bits).check()?;
@@ -184,7 +168,7 @@ impl NnModel {
         settings: QuantSettings,
         task: Task,
     ) -> Result<Self> {
-        check_finite(calibration)?;
+        fheml_quant::data::check_finite(calibration)?;
         if calibration.nrows() == 0 {
             return Err(NnError::Data("no calibration rows".into()));
         }
@@ -262,10 +246,7 @@ impl NnModel {
 
     /// Float outputs in user units (logits for classifiers, values for regressors).
     pub fn decision_function(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
-        if x.ncols() != self.n_features() {
-            return Err(NnError::FeatureCount { expected: self.n_features(), got: x.ncols() });
-        }
-        check_finite(x)?;
+        fheml_quant::data::check_prediction_rows(x, self.n_features())?;
         let mut inputs = x.to_owned();
         if let Some(s) = &self.standardizer {
             for (j, mut column) in inputs.axis_iter_mut(Axis(1)).enumerate() {

@@ -396,7 +396,10 @@ impl Network {
     /// The output of every layer for one flat row.
     pub fn trace_row(&self, row: &[f64]) -> Result<Vec<ArrayD<f64>>> {
         if row.len() != self.n_inputs() {
-            return Err(NnError::FeatureCount { expected: self.n_inputs(), got: row.len() });
+            return Err(NnError::Input(fheml_quant::DataError::FeatureCount {
+                expected: self.n_inputs(),
+                got: row.len(),
+            }));
         }
         let mut x = ArrayD::from_shape_vec(IxDyn(&self.input_shape), row.to_vec())
             .map_err(|e| NnError::InvalidNetwork(e.to_string()))?;

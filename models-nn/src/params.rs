@@ -159,12 +159,20 @@ impl MlpParams {
 
     /// Sets one option from its command-line form.
     pub fn set(mut self, key: &str, value: &str) -> Result<Self> {
+        let mut quant = QuantSettings {
+            w_bits: self.w_bits,
+            a_bits: self.a_bits,
+            accumulator_bits: self.accumulator_bits,
+            rounding: self.rounding,
+        };
+        if quant.set(key, value)? {
+            (self.w_bits, self.a_bits, self.accumulator_bits, self.rounding) =
+                (quant.w_bits, quant.a_bits, quant.accumulator_bits, quant.rounding);
+            return Ok(self);
+        }
         let key = match key {
             "lr" => "learning_rate",
             "hidden_layer_sizes" | "hidden_sizes" => "hidden",
-            "n_w_bits" => "w_bits",
-            "n_a_bits" => "a_bits",
-            "n_accum_bits" | "rounding_bits" => "accumulator_bits",
             "max_epochs" => "epochs",
             other => other,
         };
@@ -190,19 +198,6 @@ impl MlpParams {
                     .ok_or_else(|| bad(&format!("an activation ({})", Activation::NAMES.join(", "))))?
             }
             "n_bits" => self.n_bits = bits()?,
-            "w_bits" => self.w_bits = bits()?,
-            "a_bits" => self.a_bits = bits()?,
-            "accumulator_bits" => {
-                self.accumulator_bits =
-                    if v == "none" { None } else { Some(v.parse::<u32>().map_err(|_| bad("a bit width or none"))?) }
-            }
-            "rounding" => {
-                self.rounding = match v {
-                    "exact" => RoundingMode::Exact,
-                    "approximate" => RoundingMode::Approximate,
-                    _ => return Err(bad("exact or approximate")),
-                }
-            }
             "epochs" => self.epochs = count()?,
             "learning_rate" => {
                 self.learning_rate = v.parse::<f64>().map_err(|_| bad("a number"))?;
@@ -282,6 +277,48 @@ impl ValidMlpParams {
             accumulator_bits: self.0.accumulator_bits,
             rounding: self.0.rounding,
         }
+    }
+}
+
+impl QuantSettings {
+    /// The names [`QuantSettings::set`] takes.
+    pub const OPTION_NAMES: [&'static str; 4] = ["w_bits", "a_bits", "accumulator_bits", "rounding"];
+
+    /// Sets a bit width or the rounding by name, as `--set` gives it for a trained MLP or an
+    /// imported network (Concrete ML's `n_w_bits`, `n_a_bits` and `n_accum_bits` too).
+    /// `Ok(false)` when `key` is not one of these.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        let key = match key {
+            "n_w_bits" => "w_bits",
+            "n_a_bits" => "a_bits",
+            "n_accum_bits" | "rounding_bits" => "accumulator_bits",
+            other => other,
+        };
+        let bad =
+            |what: &str| NnError::InvalidParameter { name: key.into(), reason: format!("`{value}` is not {what}") };
+        let v = value.trim();
+        match key {
+            "w_bits" => self.w_bits = v.parse().map_err(|_| bad("a bit width"))?,
+            "a_bits" => self.a_bits = v.parse().map_err(|_| bad("a bit width"))?,
+            "accumulator_bits" => {
+                self.accumulator_bits = match v {
+                    "none" => None,
+                    _ => match v.parse::<u32>() {
+                        Ok(b) if (1..=16).contains(&b) => Some(b),
+                        _ => return Err(bad("a bit width in 1..=16 or none")),
+                    },
+                }
+            }
+            "rounding" => {
+                self.rounding = match v {
+                    "exact" => RoundingMode::Exact,
+                    "approximate" => RoundingMode::Approximate,
+                    _ => return Err(bad("exact or approximate")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 

@@ -8,27 +8,13 @@ use fheml_circuits::{PostProcessing, RoundingMode, Task};
 use fheml_fhe_runtime::{FheConfig, FheModel, Mode};
 use fheml_models_nn::burn_import::{CnnSetup, mlp_from_burn, train_small_cnn};
 use fheml_models_nn::{Activation, MlpParams, NnModel, NnTask, QuantSettings, import_onnx};
+use fheml_quant::data::Split;
 use ndarray::{Array1, Array2, Axis, s};
 use smartcore::dataset::{breast_cancer, diabetes, digits, iris};
 
-struct Split {
-    x_train: Array2<f64>,
-    y_train: Array1<f64>,
-    x_test: Array2<f64>,
-    y_test: Array1<f64>,
-}
-
-/// Every fifth row is a test row (the embedded iris is sorted by class: this stratifies).
 fn split(x: Vec<f32>, y: Vec<f64>, rows: usize, cols: usize) -> Split {
     let x = Array2::from_shape_vec((rows, cols), x.into_iter().map(f64::from).collect()).unwrap();
-    let y = Array1::from(y);
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..rows).partition(|i| i % 5 == 0);
-    Split {
-        x_train: x.select(Axis(0), &train),
-        y_train: y.select(Axis(0), &train),
-        x_test: x.select(Axis(0), &test),
-        y_test: y.select(Axis(0), &test),
-    }
+    Split::every_fifth(x.view(), Array1::from(y).view())
 }
 
 fn dataset(name: &str) -> Split {
@@ -53,7 +39,7 @@ fn dataset(name: &str) -> Split {
 }
 
 fn accuracy(pred: &[f64], y: &Array1<f64>) -> f64 {
-    pred.iter().zip(y).filter(|(p, t)| p == t).count() as f64 / y.len() as f64
+    fheml_quant::metrics::accuracy(pred, &y.to_vec())
 }
 
 fn clear_predictions(model: &NnModel, x: &Array2<f64>) -> Vec<f64> {
@@ -116,11 +102,7 @@ fn mlp_regressor_learns_diabetes() {
         MlpParams::from_options(NnTask::Regression, [("hidden", "16"), ("activation", "tanh"), ("n_bits", "4")])
             .unwrap();
     let model = params.fit(d.x_train.view(), d.y_train.view()).unwrap();
-    let r2 = |p: &[f64]| {
-        let mean = d.y_test.mean().unwrap();
-        1.0 - p.iter().zip(&d.y_test).map(|(a, b)| (a - b).powi(2)).sum::<f64>()
-            / d.y_test.iter().map(|b| (b - mean).powi(2)).sum::<f64>()
-    };
+    let r2 = |p: &[f64]| fheml_quant::metrics::r2(p, &d.y_test.to_vec());
     let float = r2(model.predict(d.x_test.view()).unwrap().as_slice().unwrap());
     let quantized = r2(&clear_predictions(&model, &d.x_test));
     eprintln!("diabetes: float r2 {float:.3}, quantized r2 {quantized:.3}");

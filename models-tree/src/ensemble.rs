@@ -6,6 +6,9 @@ use fheml_circuits::{PostProcessing, Prediction, Task};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
+use fheml_quant::DataError;
+use fheml_quant::data::check_prediction_rows;
+
 use crate::error::{Result, TreeError};
 
 /// How a split compares a feature with its threshold; when the comparison holds the sample
@@ -254,20 +257,15 @@ impl TreeEnsemble {
 
     /// Checks the feature count and that every value is finite.
     pub fn check_rows(&self, x: ArrayView2<f64>) -> Result<()> {
-        if x.ncols() != self.n_features {
-            return Err(TreeError::FeatureCount { expected: self.n_features, got: x.ncols() });
-        }
-        check_finite(x)
+        Ok(check_prediction_rows(x, self.n_features)?)
     }
 
     /// The scores of one row.
     pub fn scores_row(&self, row: &[f64]) -> Result<Vec<f64>> {
-        if row.len() != self.n_features {
-            return Err(TreeError::FeatureCount { expected: self.n_features, got: row.len() });
-        }
-        if let Some((column, value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(TreeError::NonFinite { value: *value, row: 0, column });
-        }
+        check_prediction_rows(
+            ArrayView2::from_shape((1, row.len()), row).map_err(|e| TreeError::Data(e.to_string()))?,
+            self.n_features,
+        )?;
         let mut sums = vec![0.0; self.n_outputs];
         for t in 0..self.trees.len() {
             let leaf = self.leaf_index(t, row).and_then(|i| self.trees[t].nodes.get(i));
@@ -289,7 +287,9 @@ impl TreeEnsemble {
             .enumerate()
             .map(|(i, r)| {
                 self.scores_row(&r.to_vec()).map_err(|e| match e {
-                    TreeError::NonFinite { value, column, .. } => TreeError::NonFinite { value, row: i, column },
+                    TreeError::Input(DataError::NonFiniteFeature { value, column, .. }) => {
+                        TreeError::Input(DataError::NonFiniteFeature { value, row: i, column })
+                    }
                     other => other,
                 })
             })
@@ -350,14 +350,6 @@ impl TreeEnsemble {
     }
 }
 
-/// Refuses NaN and infinite values, naming the first.
-pub(crate) fn check_finite(x: ArrayView2<f64>) -> Result<()> {
-    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        Some(((row, column), value)) => Err(TreeError::NonFinite { value: *value, row, column }),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -391,7 +383,7 @@ mod tests {
         e.rule = SplitRule::Less;
         assert_eq!(e.scores_row(&[0.5]).unwrap(), vec![2.5]);
         assert_eq!(e.scores_row(&[0.4]).unwrap(), vec![-0.5]);
-        assert!(matches!(e.scores_row(&[0.4, 1.0]), Err(TreeError::FeatureCount { .. })));
+        assert!(matches!(e.scores_row(&[0.4, 1.0]), Err(TreeError::Input(DataError::FeatureCount { .. }))));
         assert_eq!(e.leaf_index(0, &[]), None);
         assert_eq!(e.leaf_index(1, &[0.0]), None);
     }

@@ -34,27 +34,12 @@ pub enum TreeError {
     /// A task name other than classification or regression.
     #[error("unknown task `{0}`; valid names: classification, regression")]
     UnknownTask(String),
+    /// The rows are unusable: non-finite, of another width or length.
+    #[error(transparent)]
+    Input(#[from] fheml_quant::DataError),
     /// The training or prediction data is unusable (shapes, too few classes, ...).
     #[error("invalid data: {0}")]
     Data(String),
-    /// A feature or target is NaN or infinite.
-    #[error("non-finite value {value} at row {row}, column {column}; clean or impute the data first")]
-    NonFinite {
-        /// The value.
-        value: f64,
-        /// Its row.
-        row: usize,
-        /// Its column (0 for a target).
-        column: usize,
-    },
-    /// The data has another number of features than the model.
-    #[error("the model takes {expected} features, the data has {got}")]
-    FeatureCount {
-        /// The model's feature count.
-        expected: usize,
-        /// The data's feature count.
-        got: usize,
-    },
     /// An XGBoost JSON model is malformed (not JSON, a field missing or of the wrong type, an
     /// inconsistent tree).
     #[error("malformed XGBoost JSON model at `{path}`: {detail}")]

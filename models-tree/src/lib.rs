@@ -53,7 +53,7 @@ pub use lower::LoweringSummary;
 pub use model::{
     CompileOptions, CompiledTrees, DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
     GradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor, TreeModel, XGBClassifier, XGBRegressor,
-    decode_outputs, predict_clear,
+    predict_clear,
 };
 pub use params::{MAX_INPUT_BITS, TaskKind, TreeModelKind, TreeParams, ValidTreeParams, Voting};
 pub use quantize::{LeafQuantization, QuantizedEnsemble, QuantizedNode, QuantizedTree};

@@ -108,7 +108,7 @@ pub struct LoweringSummary {
 
 /// Lowers `q` to a circuit. With `sum_in_fhe` the outputs are the integer scores
 /// (`[n_outputs]`); otherwise they are per-tree scores (`[n_trees, n_outputs]`) that the
-/// client sums after decryption (see [`crate::decode_outputs`]).
+/// client sums after decryption (see [`fheml_circuits::OutputSpec`]'s groups).
 pub fn lower(q: &QuantizedEnsemble, sum_in_fhe: bool) -> Result<(ModelCircuit, LoweringSummary)> {
     q.validate()?;
     let spec = InputSpec { quantizer: q.quantizer.clone(), encoding: InputEncoding::Thermometer };

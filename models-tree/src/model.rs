@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use fheml_circuits::{CircuitError, ModelCircuit, Prediction, Task};
+use fheml_circuits::{ModelCircuit, Prediction, Task};
 use fheml_quant::{PerFeatureQuantizer, QuantizerConfig};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::ensemble::{TreeEnsemble, check_finite};
+use crate::ensemble::TreeEnsemble;
 use crate::error::{Result, TreeError};
 use crate::lower::{LoweringSummary, lower};
 use crate::params::{TaskKind, TreeModelKind, TreeParams, ValidTreeParams};
@@ -75,17 +75,7 @@ pub struct TreeModel {
 }
 
 fn check_xy(x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<()> {
-    if x.nrows() == 0 || x.ncols() == 0 {
-        return Err(TreeError::Data("no training rows or no features".into()));
-    }
-    if x.nrows() != y.len() {
-        return Err(TreeError::Data(format!("{} rows but {} targets", x.nrows(), y.len())));
-    }
-    check_finite(x)?;
-    match y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((row, value)) => Err(TreeError::NonFinite { value: *value, row, column: 0 }),
-        None => Ok(()),
-    }
+    Ok(fheml_quant::data::check_training(x, y)?)
 }
 
 impl ValidTreeParams {
@@ -297,34 +287,11 @@ impl TreeModel {
     }
 }
 
-/// Client side: decrypted outputs of a tree circuit to a prediction. Unlike
-/// [`ModelCircuit::decode`], this also handles circuits compiled with `sum_in_fhe = false`,
-/// whose output is `[n_trees, n_outputs]`: each tree's scores are decoded, then summed.
-pub fn decode_outputs(model: &ModelCircuit, outputs: &[Vec<i64>]) -> Result<Prediction> {
-    let per_tree = model.circuit.outputs().first().map(|id| model.circuit.node(*id).shape.clone());
-    match (per_tree.as_deref(), outputs, model.outputs.as_slice()) {
-        (Some(&[trees, k]), [values], [spec]) => {
-            if values.len() != trees * k {
-                return Err(CircuitError::Decoding {
-                    detail: format!("{} values for a [{trees}, {k}] output", values.len()),
-                }
-                .into());
-            }
-            let decoded = spec.decode(values)?;
-            let mut scores = vec![0.0; k];
-            for (i, v) in decoded.iter().enumerate() {
-                scores[i % k] += v;
-            }
-            Ok(model.post.apply(scores, &model.task)?)
-        }
-        _ => Ok(model.decode(outputs)?),
-    }
-}
-
-/// Clear (exact integer) prediction of one row by a tree circuit, whatever its output layout.
+/// Clear (exact integer) prediction of one row by a tree circuit. Circuits compiled with
+/// `sum_in_fhe = false` output `[n_trees, n_outputs]` with [`fheml_circuits::OutputSpec`]
+/// groups, which [`ModelCircuit::decode`] sums like any other model's.
 pub fn predict_clear(model: &ModelCircuit, features: &[f64]) -> Result<Prediction> {
-    let outputs = model.circuit.evaluate_clear(&model.encode(features)?)?;
-    decode_outputs(model, &outputs)
+    Ok(model.predict_clear(features)?)
 }
 
 macro_rules! named_model {

@@ -8,7 +8,9 @@ use fheml_quant::{PerFeatureQuantizer, QuantizerConfig, UniformQuantizer};
 use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
-use crate::ensemble::{TreeEnsemble, TreeNode, check_finite};
+use fheml_quant::DataError;
+
+use crate::ensemble::{TreeEnsemble, TreeNode};
 use crate::error::{Result, TreeError};
 
 /// A node of a [`QuantizedTree`].
@@ -200,9 +202,10 @@ impl QuantizedEnsemble {
             for node in &tree.nodes {
                 nodes.push(match node {
                     TreeNode::Split { feature, threshold, left, right } => {
-                        let q = quantizer
-                            .get(*feature)
-                            .ok_or(TreeError::FeatureCount { expected: ensemble.n_features, got: quantizer.len() })?;
+                        let q = quantizer.get(*feature).ok_or(TreeError::Input(DataError::FeatureCount {
+                            expected: ensemble.n_features,
+                            got: quantizer.len(),
+                        }))?;
                         QuantizedNode::Split {
                             feature: *feature,
                             threshold: integer_threshold(ensemble, q, *threshold, &sorted[*feature]),
@@ -307,7 +310,7 @@ impl QuantizedEnsemble {
     /// Integer scores of a quantized row: per output, the sum of the reached leaves' values.
     pub fn integer_scores(&self, q: &[i64]) -> Result<Vec<i64>> {
         if q.len() != self.n_features() {
-            return Err(TreeError::FeatureCount { expected: self.n_features(), got: q.len() });
+            return Err(TreeError::Input(DataError::FeatureCount { expected: self.n_features(), got: q.len() }));
         }
         let mut sums = vec![0i64; self.n_outputs];
         for t in 0..self.trees.len() {
@@ -328,10 +331,7 @@ impl QuantizedEnsemble {
 
     /// Quantizes float rows (clipping to the calibrated range), `[rows][features]`.
     pub fn quantize_rows(&self, x: ArrayView2<f64>) -> Result<Vec<Vec<i64>>> {
-        if x.ncols() != self.n_features() {
-            return Err(TreeError::FeatureCount { expected: self.n_features(), got: x.ncols() });
-        }
-        check_finite(x)?;
+        fheml_quant::data::check_prediction_rows(x, self.n_features())?;
         x.rows().into_iter().map(|r| Ok(self.quantizer.quantize_row(&r.to_vec())?.0)).collect()
     }
 

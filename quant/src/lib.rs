@@ -28,12 +28,15 @@
 //! ```
 
 mod config;
+pub mod data;
 mod error;
 pub mod matmul;
+pub mod metrics;
 mod per_feature;
 mod quantizer;
 
 pub use config::{NBits, QuantizerConfig, QuantizerConfigParams};
+pub use data::DataError;
 pub use error::QuantError;
 pub use matmul::QuantizedLinear;
 pub use per_feature::PerFeatureQuantizer;

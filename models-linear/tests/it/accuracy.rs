@@ -42,7 +42,8 @@ fn scores(fit: Fit, data: &Split) -> (f64, f64) {
     assert_eq!(circuit.circuit.cost().bootstraps, 0, "linear circuits are leveled");
     let quantized = predict_clear(&circuit, &data.x_test);
     let metric = if model.kind().is_classifier() { accuracy } else { r2 };
-    (metric(float.view(), data.y_test.view()), metric(quantized.view(), data.y_test.view()))
+    let truth = data.y_test.to_vec();
+    (metric(&float.to_vec(), &truth), metric(&quantized.to_vec(), &truth))
 }
 
 #[test]

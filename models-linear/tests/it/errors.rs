@@ -4,6 +4,7 @@ use fheml_models_linear::{
     GammaRegressor, LinearError, LinearModel, LinearModelKind, LinearParams, LinearSvc, LogisticRegression,
     PoissonRegressor, Ridge,
 };
+use fheml_quant::DataError;
 use ndarray::{Array1, Array2, array};
 
 use crate::iris;
@@ -14,22 +15,22 @@ fn nan_and_empty_training_data_are_refused() {
     let mut nan = data.x_train.clone();
     nan[[3, 1]] = f64::NAN;
     let err = LogisticRegression::params().fit(nan.view(), data.y_train.view()).unwrap_err();
-    assert!(matches!(err, LinearError::NonFiniteFeature { row: 3, column: 1, .. }), "{err}");
+    assert!(matches!(err, LinearError::Data(DataError::NonFiniteFeature { row: 3, column: 1, .. })), "{err}");
     let mut y = data.y_train.clone();
     y[7] = f64::INFINITY;
     let err = Ridge::params().fit(data.x_train.view(), y.view()).unwrap_err();
-    assert!(matches!(err, LinearError::NonFiniteTarget { row: 7, .. }), "{err}");
+    assert!(matches!(err, LinearError::Data(DataError::NonFiniteTarget { row: 7, .. })), "{err}");
 
     let empty = Array2::<f64>::zeros((0, 4));
     for kind in LinearModelKind::ALL {
         let err = LinearModel::fit(LinearParams::new(kind), empty.view(), Array1::zeros(0).view()).unwrap_err();
-        assert!(matches!(err, LinearError::EmptyData { rows: 0, features: 4 }), "{kind}: {err}");
+        assert!(matches!(err, LinearError::Data(DataError::Empty { rows: 0, features: 4 })), "{kind}: {err}");
     }
     let no_features = Array2::<f64>::zeros((5, 0));
     let err = Ridge::params().fit(no_features.view(), Array1::zeros(5).view()).unwrap_err();
-    assert!(matches!(err, LinearError::EmptyData { .. }));
+    assert!(matches!(err, LinearError::Data(DataError::Empty { .. })));
     let err = Ridge::params().fit(data.x_train.view(), Array1::zeros(3).view()).unwrap_err();
-    assert!(matches!(err, LinearError::LengthMismatch { targets: 3, .. }));
+    assert!(matches!(err, LinearError::Data(DataError::LengthMismatch { targets: 3, .. })));
 }
 
 #[test]
@@ -54,12 +55,15 @@ fn wrong_feature_counts_are_refused_at_predict_and_compile() {
     let data = iris();
     let model = LinearSvc::params().fit(data.x_train.view(), data.y_train.view()).unwrap();
     let narrow = Array2::<f64>::zeros((2, 3));
-    assert!(matches!(model.predict(narrow.view()), Err(LinearError::FeatureCount { expected: 4, got: 3 })));
-    assert!(matches!(model.decision_function(narrow.view()), Err(LinearError::FeatureCount { .. })));
-    assert!(matches!(model.compile(narrow.view()), Err(LinearError::FeatureCount { .. })));
+    assert!(matches!(
+        model.predict(narrow.view()),
+        Err(LinearError::Data(DataError::FeatureCount { expected: 4, got: 3 }))
+    ));
+    assert!(matches!(model.decision_function(narrow.view()), Err(LinearError::Data(DataError::FeatureCount { .. }))));
+    assert!(matches!(model.compile(narrow.view()), Err(LinearError::Data(DataError::FeatureCount { .. }))));
     let mut nan = data.x_test.clone();
     nan[[0, 0]] = f64::NAN;
-    assert!(matches!(model.predict(nan.view()), Err(LinearError::NonFiniteFeature { .. })));
+    assert!(matches!(model.predict(nan.view()), Err(LinearError::Data(DataError::NonFiniteFeature { .. }))));
     // The compiled circuit refuses bad rows too (its own error type).
     let circuit = model.compile(data.x_train.view()).unwrap();
     assert!(circuit.predict_clear(&[1.0, 2.0]).is_err());

@@ -9,26 +9,14 @@ mod fitting;
 mod import;
 
 use fheml_circuits::ModelCircuit;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2};
 
 /// A fixed train/test split (every fifth row is a test row).
-pub(crate) struct Split {
-    pub x_train: Array2<f64>,
-    pub y_train: Array1<f64>,
-    pub x_test: Array2<f64>,
-    pub y_test: Array1<f64>,
-}
+pub(crate) use fheml_quant::data::Split;
 
 fn split(data: &[f32], target: Vec<f64>, features: usize) -> Split {
     let x = Array2::from_shape_vec((target.len(), features), data.iter().map(|v| f64::from(*v)).collect()).unwrap();
-    let y = Array1::from(target);
-    let (test, train): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|i| i % 5 == 0);
-    Split {
-        x_train: x.select(Axis(0), &train),
-        y_train: y.select(Axis(0), &train),
-        x_test: x.select(Axis(0), &test),
-        y_test: y.select(Axis(0), &test),
-    }
+    Split::every_fifth(x.view(), Array1::from(target).view())
 }
 
 /// smartcore's embedded breast cancer data (569 × 30, binary).

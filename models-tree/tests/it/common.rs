@@ -46,12 +46,7 @@ impl Data {
     }
 }
 
-pub struct Split {
-    pub x_train: Array2<f64>,
-    pub y_train: Array1<f64>,
-    pub x_test: Array2<f64>,
-    pub y_test: Array1<f64>,
-}
+pub use fheml_quant::data::Split;
 
 fn to_arrays(d: Dataset<f32, u32>) -> (Array2<f64>, Array1<f64>) {
     let x = Array2::from_shape_vec((d.num_samples, d.num_features), d.data.iter().map(|v| f64::from(*v)).collect())
@@ -69,13 +64,7 @@ pub fn split(data: Data) -> &'static Split {
             Data::Iris => iris::load_dataset(),
             Data::Diabetes => diabetes::load_dataset(),
         });
-        let (test, train): (Vec<usize>, Vec<usize>) = (0..x.nrows()).partition(|i| i % 5 == 0);
-        Box::leak(Box::new(Split {
-            x_train: x.select(ndarray::Axis(0), &train),
-            y_train: y.select(ndarray::Axis(0), &train),
-            x_test: x.select(ndarray::Axis(0), &test),
-            y_test: y.select(ndarray::Axis(0), &test),
-        }))
+        Box::leak(Box::new(Split::every_fifth(x.view(), y.view())))
     })
 }
 
@@ -107,14 +96,11 @@ pub fn fitted(data: Data, kind: TreeModelKind) -> &'static Fitted {
 }
 
 pub fn accuracy(pred: &[f64], y: &Array1<f64>) -> f64 {
-    pred.iter().zip(y).filter(|(p, t)| p == t).count() as f64 / y.len() as f64
+    fheml_quant::metrics::accuracy(pred, &y.to_vec())
 }
 
 pub fn r2(pred: &[f64], y: &Array1<f64>) -> f64 {
-    let mean = y.mean().unwrap();
-    let ss_res: f64 = pred.iter().zip(y).map(|(p, t)| (p - t).powi(2)).sum();
-    let ss_tot: f64 = y.iter().map(|t| (t - mean).powi(2)).sum();
-    1.0 - ss_res / ss_tot
+    fheml_quant::metrics::r2(pred, &y.to_vec())
 }
 
 pub fn metric(data: Data, pred: &[f64], y: &Array1<f64>) -> f64 {

@@ -2,7 +2,7 @@
 //! circuit computes exactly the integer model.
 
 use fheml_models_tree::{
-    QuantizedEnsemble, TaskKind, TreeEnsemble, TreeModel, TreeModelKind, TreeParams, decode_outputs, predict_clear,
+    QuantizedEnsemble, TaskKind, TreeEnsemble, TreeModel, TreeModelKind, TreeParams, predict_clear,
 };
 use ndarray::{Array2, ArrayView2};
 use proptest::prelude::*;
@@ -102,7 +102,7 @@ fn per_tree_outputs_summed_on_the_client_agree() {
         let row = row.to_vec();
         let a = predict_clear(summed.circuit(), &row).unwrap();
         let outputs = per_tree.circuit.evaluate_clear(&per_tree.encode(&row).unwrap()).unwrap();
-        let b = decode_outputs(&per_tree, &outputs).unwrap();
+        let b = per_tree.decode(&outputs).unwrap();
         assert_eq!(a.value, b.value);
         for (x, y) in a.scores.iter().zip(&b.scores) {
             assert!((x - y).abs() < 1e-9, "{x} vs {y}");

@@ -3,6 +3,7 @@
 use fheml_models_tree::{
     DecisionTreeClassifier, GradientBoostingRegressor, TreeError, TreeModel, TreeParams, predict_clear,
 };
+use fheml_quant::DataError;
 use ndarray::{Array1, Array2, array};
 
 fn toy() -> (Array2<f64>, Array1<f64>) {
@@ -18,15 +19,18 @@ fn nan_is_refused_everywhere() {
     let circuit = model.compile(x.view()).unwrap();
     x[[3, 1]] = f64::NAN;
     let fit = DecisionTreeClassifier::params().check().unwrap().fit(x.view(), y.view());
-    assert!(matches!(fit, Err(TreeError::NonFinite { row: 3, column: 1, .. })), "{fit:?}");
-    assert!(matches!(model.predict(x.view()), Err(TreeError::NonFinite { row: 3, column: 1, .. })));
-    assert!(matches!(model.compile(x.view()), Err(TreeError::NonFinite { .. })));
+    assert!(matches!(fit, Err(TreeError::Input(DataError::NonFiniteFeature { row: 3, column: 1, .. }))), "{fit:?}");
+    assert!(matches!(
+        model.predict(x.view()),
+        Err(TreeError::Input(DataError::NonFiniteFeature { row: 3, column: 1, .. }))
+    ));
+    assert!(matches!(model.compile(x.view()), Err(TreeError::Input(DataError::NonFiniteFeature { .. }))));
     let mut y_bad = y.clone();
     y_bad[5] = f64::INFINITY;
     let (x, _) = toy();
     assert!(matches!(
         DecisionTreeClassifier::params().check().unwrap().fit(x.view(), y_bad.view()),
-        Err(TreeError::NonFinite { row: 5, .. })
+        Err(TreeError::Input(DataError::NonFiniteTarget { row: 5, .. }))
     ));
     assert!(predict_clear(&circuit, &[f64::NAN, 1.0]).is_err());
 }
@@ -36,14 +40,20 @@ fn wrong_feature_counts_are_refused() {
     let (x, y) = toy();
     let model = DecisionTreeClassifier::params().check().unwrap().fit(x.view(), y.view()).unwrap();
     let three = Array2::<f64>::zeros((2, 3));
-    assert!(matches!(model.predict(three.view()), Err(TreeError::FeatureCount { expected: 2, got: 3 })));
-    assert!(matches!(model.compile(three.view()), Err(TreeError::FeatureCount { expected: 2, got: 3 })));
+    assert!(matches!(
+        model.predict(three.view()),
+        Err(TreeError::Input(DataError::FeatureCount { expected: 2, got: 3 }))
+    ));
+    assert!(matches!(
+        model.compile(three.view()),
+        Err(TreeError::Input(DataError::FeatureCount { expected: 2, got: 3 }))
+    ));
     let circuit = model.compile(x.view()).unwrap();
     assert!(predict_clear(&circuit, &[1.0, 2.0, 3.0]).is_err());
     let short = array![1.0, 0.0];
     assert!(matches!(
         DecisionTreeClassifier::params().check().unwrap().fit(x.view(), short.view()),
-        Err(TreeError::Data(_))
+        Err(TreeError::Input(DataError::LengthMismatch { rows: 30, targets: 2 }))
     ));
     let one_class = Array1::<f64>::zeros(30);
     assert!(matches!(

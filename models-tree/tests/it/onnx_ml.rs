@@ -99,16 +99,7 @@ impl Fixture {
     }
 }
 
-fn accuracy(pred: &[f64], truth: &[f64]) -> f64 {
-    pred.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
-}
-
-fn r2(pred: &[f64], truth: &[f64]) -> f64 {
-    let mean = truth.iter().sum::<f64>() / truth.len() as f64;
-    let res: f64 = pred.iter().zip(truth).map(|(p, t)| (p - t).powi(2)).sum();
-    let tot: f64 = truth.iter().map(|t| (t - mean).powi(2)).sum();
-    1.0 - res / tot
-}
+use fheml_quant::metrics::{accuracy, r2};
 
 /// Before quantization, the imported model is the ONNX model exactly: onnxruntime's label on
 /// every test row, and the source library's label and class probabilities wherever the ONNX
