@@ -232,6 +232,6 @@ fn budget_ms_sizes_the_mlp_from_the_cost_model() {
     );
     fails(
         &["train", "--model", "gbdt", "--data", s(&train), "--budget-ms", "100", "--out", s(&fixed)],
-        "--budget-ms sizes mlp",
+        "--budget-ms sizes networks",
     );
 }

@@ -9,7 +9,7 @@
 //! output element), and the public key's size.
 //!
 //! ```text
-//! cargo run --release -p fheml-cli --example sanitize_cost -- [logistic,linear,tree,gbdt,mlp] [--execute] [--batch 8]
+//! cargo run --release -p fheml-cli --example model_sanitize_cost -- [logistic,linear,tree,gbdt,mlp] [--execute] [--batch 8]
 //! ```
 
 use std::path::{Path, PathBuf};

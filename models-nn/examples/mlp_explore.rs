@@ -1,6 +1,6 @@
 //! Trains MLPs on the embedded datasets and prints float / quantized scores and costs;
 //! with `EXECUTE=n`, also runs the first n test rows under real TFHE.
-//! `EXECUTE=5 cargo run --release -p fheml-models-nn --example explore -- breast_cancer hidden=16 epochs=100`
+//! `EXECUTE=5 cargo run --release -p fheml-models-nn --example mlp_explore -- breast_cancer hidden=16 epochs=100`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use fheml_models_nn::{MlpParams, NnTask};
