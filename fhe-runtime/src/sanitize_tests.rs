@@ -12,8 +12,8 @@ use ndarray::{Array2, ArrayD, IxDyn, array};
 use tfhe::core_crypto::prelude::*;
 
 use crate::compiled::{ClientKey, EncryptedInputs, EncryptedOutputs};
-use crate::{ClientSpec, CompiledCircuit, FheConfig, Sanitization};
 use crate::testing::cached_keys;
+use crate::{ClientSpec, CompiledCircuit, FheConfig, Sanitization};
 
 const FEATURES: usize = 6;
 const BIAS: [i64; 2] = [12345, -4321];

@@ -2,8 +2,8 @@
 
 use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{CircuitBuilder, Interval, Lut, RoundingMode, Table};
-use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
 use fheml_fhe_runtime::testing::cached_keys;
+use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
 

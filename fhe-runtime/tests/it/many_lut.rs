@@ -3,8 +3,8 @@
 
 use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{Circuit, CircuitBuilder, Interval, Lut, RoundingMode, Table};
-use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterSetId};
 use fheml_fhe_runtime::testing::cached_keys;
+use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterSetId};
 use ndarray::array;
 
 fn execute(compiled: &CompiledCircuit, batch: &[Vec<Vec<i64>>]) -> Vec<Vec<Vec<i64>>> {

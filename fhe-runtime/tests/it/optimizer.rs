@@ -2,8 +2,8 @@
 
 use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{Circuit, CircuitBuilder, Interval, Lut, RoundingMode, Table};
-use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterMode, Parameters};
 use fheml_fhe_runtime::testing::cached_keys;
+use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterMode, Parameters};
 use ndarray::Array2;
 
 /// A small two-layer network: 12 inputs of 3 bits, a hidden layer of 8 (`rounding` to 4
