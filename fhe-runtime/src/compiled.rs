@@ -828,6 +828,17 @@ impl EvaluationKey {
     }
 }
 
+/// Tests: keys around shortint keys made once per parameter set ([`crate::testing`]).
+#[cfg(any(test, feature = "testing"))]
+impl ClientSpec {
+    pub(crate) fn keys_around(&self, key: ShortintClientKey, server: Option<ServerKey>) -> (ClientKey, EvaluationKey) {
+        (
+            ClientKey { fingerprint: self.fingerprint, parameter_set: self.parameter_set, key },
+            EvaluationKey { fingerprint: self.fingerprint, key: server },
+        )
+    }
+}
+
 #[cfg(test)]
 impl EncryptedInputs {
     pub(crate) fn relabelled(&self, fingerprint: Fingerprint) -> Self {

@@ -47,6 +47,8 @@ pub mod params;
 pub mod plan;
 pub mod sanitize;
 mod simulate;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tfhe_backend;
 
 #[cfg(test)]

@@ -73,6 +73,13 @@ impl FheModel {
         self.keys.get_or_init(|| self.compiled.keygen())
     }
 
+    /// Uses keys made elsewhere (the test key cache, [`crate::testing`]) unless keys exist.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn preset_keys(&self, keys: (ClientKey, EvaluationKey)) {
+        // A model that made its keys already keeps them: its ciphertexts may be in use.
+        let _ = self.keys.set(keys);
+    }
+
     /// The sanitizer of the keys' public key, when the model sanitizes its outputs.
     fn sanitization(&self) -> Result<Sanitization<'_>> {
         if self.compiled.plan().sanitization.is_none() {

@@ -9,6 +9,7 @@ use tfhe::core_crypto::prelude::*;
 
 use crate::compiled::CompiledCircuit;
 use crate::plan::FheConfig;
+use crate::testing::cached_keys;
 use crate::tfhe_backend::{Ct, TfheBackend};
 
 /// Signed error of a decrypted phase against the expected plaintext, on the unit torus.
@@ -36,7 +37,7 @@ fn lookup_circuit() -> CompiledCircuit {
 /// blind rotation (in units of the rotation's `2N`), measured against the model, and the
 /// bootstraps that read them without a keyswitch give the table's values.
 #[test]
-fn small_key_inputs_noise_matches_the_model() {
+fn encrypted_small_key_inputs_noise_matches_the_model() {
     use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
     use tfhe::shortint::client_key::atomic_pattern::AtomicPatternClientKey;
     use tfhe::shortint::server_key::ShortintBootstrappingKey;
@@ -50,7 +51,7 @@ fn small_key_inputs_noise_matches_the_model() {
     assert_eq!(compiled.report().small_key_lookups, 1);
     let model = compiled.plan().parameters.set().noise_model();
     let client = compiled.client_spec();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let AtomicPatternClientKey::Standard(standard) = &client_key.key.atomic_pattern else { panic!("standard key") };
     let small = standard.small_lwe_secret_key();
 
@@ -103,12 +104,12 @@ fn small_key_inputs_noise_matches_the_model() {
 }
 
 #[test]
-fn fresh_leveled_and_bootstrap_noise_match_the_model() {
+fn encrypted_fresh_leveled_and_bootstrap_noise_match_the_model() {
     let compiled = lookup_circuit();
     let set = compiled.plan().parameters.set();
     let model = set.noise_model();
     let client = compiled.client_spec();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let secret = client_key.key.encryption_key();
 
     // Fresh encryptions of 0.
@@ -176,7 +177,7 @@ fn fresh_leveled_and_bootstrap_noise_match_the_model() {
 /// about `sqrt(2 / n)`: 1600 keyswitches leave 3.5% (the bounds sit 8 of those away; with 400
 /// a 0.69 was once drawn), 300 bootstraps 8%.
 #[test]
-fn generated_set_noise_matches_tfhe_rs_formulas() {
+fn encrypted_generated_set_noise_matches_tfhe_rs_formulas() {
     use crate::generated::keyswitch_variance;
     use crate::optimizer::{Constraint, optimize};
     use tfhe::shortint::atomic_pattern::AtomicPatternServerKey;
@@ -240,7 +241,7 @@ fn generated_set_noise_matches_tfhe_rs_formulas() {
 /// Encrypted inputs whose small-key part is missing or has another shape are refused before
 /// anything is expanded.
 #[test]
-fn small_key_inputs_are_checked() {
+fn encrypted_small_key_inputs_are_checked() {
     let circuit = |small_input: bool| {
         let mut b = CircuitBuilder::new();
         let x = b.input(&[2], Interval::new(0, 3).unwrap());
@@ -256,7 +257,7 @@ fn small_key_inputs_are_checked() {
     assert!(large.client_spec().small_key_inputs.is_empty());
     let encrypt = |compiled: &CompiledCircuit, rows: usize| {
         let client = compiled.client_spec();
-        let (client_key, _) = client.keygen();
+        let (client_key, _) = cached_keys(&client);
         client.encrypt(&client_key, &vec![vec![vec![1, 2]]; rows]).unwrap()
     };
     // No small part where the circuit needs one.

@@ -314,6 +314,7 @@ mod tests {
 
     use super::*;
     use crate::FheConfig;
+    use crate::testing::cached_keys;
 
     fn compiled(sanitize: bool) -> CompiledCircuit {
         let mut b = CircuitBuilder::new();
@@ -324,11 +325,11 @@ mod tests {
     }
 
     #[test]
-    fn public_keys_are_checked_before_use() {
+    fn encrypted_public_keys_are_checked_before_use() {
         let model = compiled(true);
         let spec = model.client_spec();
         assert!(spec.sanitized);
-        let (client_key, _) = spec.keygen();
+        let (client_key, _) = cached_keys(&spec);
         let public = spec.public_key(&client_key).unwrap();
         let bytes = public.to_bytes().unwrap();
         assert!(bytes.len() < PUBLIC_KEY_BYTES && public.size_bytes() == 8 * model.report().ciphertext_dimension);
@@ -378,10 +379,10 @@ mod tests {
     }
 
     #[test]
-    fn outputs_of_another_shape_are_refused() {
+    fn encrypted_outputs_of_another_shape_are_refused() {
         let model = compiled(true);
         let spec = model.client_spec();
-        let (client_key, eval_key) = spec.keygen();
+        let (client_key, eval_key) = cached_keys(&spec);
         let sanitizer = model.sanitizer(&spec.public_key(&client_key).unwrap()).unwrap();
         let inputs = spec.encrypt(&client_key, &[vec![vec![1, 2, 3]]]).unwrap();
         let mut outputs = model.run(&eval_key, &inputs).unwrap();

@@ -12,6 +12,7 @@ use ndarray::{Array2, ArrayD, IxDyn, array};
 use tfhe::core_crypto::prelude::*;
 
 use crate::compiled::{ClientKey, EncryptedInputs, EncryptedOutputs};
+use crate::testing::cached_keys;
 use crate::{ClientSpec, CompiledCircuit, FheConfig, Sanitization};
 
 const FEATURES: usize = 6;
@@ -131,10 +132,10 @@ fn column(j: usize) -> Vec<i64> {
 }
 
 #[test]
-fn one_unsanitized_answer_gives_every_weight_and_the_bias_without_any_secret() {
+fn encrypted_one_unsanitized_answer_gives_every_weight_and_the_bias_without_any_secret() {
     let compiled = linear(false);
     let spec = compiled.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let inputs = spec.encrypt(&client_key, &[sample(0)]).unwrap();
     let answer = compiled.run(&eval_key, &inputs).unwrap();
     for (j, recovered) in attack_answer(&compiled, &inputs, &answer).into_iter().enumerate() {
@@ -146,10 +147,10 @@ fn one_unsanitized_answer_gives_every_weight_and_the_bias_without_any_secret() {
 }
 
 #[test]
-fn sanitized_answers_defeat_the_mask_attack() {
+fn encrypted_sanitized_answers_defeat_the_mask_attack() {
     let compiled = linear(true);
     let spec = compiled.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let public = spec.public_key(&client_key).unwrap();
     let sanitizer = compiled.sanitizer(&public).unwrap();
     let batch = [sample(0)];
@@ -268,7 +269,7 @@ fn least_squares(e: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
 /// weights least squares finds from `queries` answers, for output 0.
 fn noise_attack(compiled: &CompiledCircuit, sanitize: bool, queries: usize) -> Vec<f64> {
     let spec = compiled.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let batch: Vec<Vec<Vec<i64>>> = (0..queries).map(sample).collect();
     let inputs = spec.encrypt(&client_key, &batch).unwrap();
     let answer = if sanitize {
@@ -284,7 +285,7 @@ fn noise_attack(compiled: &CompiledCircuit, sanitize: bool, queries: usize) -> V
 }
 
 #[test]
-fn unsanitized_noise_gives_the_weights_and_flooding_hides_it() {
+fn encrypted_unsanitized_noise_gives_the_weights_and_flooding_hides_it() {
     let queries = 3 * FEATURES;
     let truth: Vec<f64> = column(0).iter().map(|w| *w as f64).collect();
     let plain = noise_attack(&linear(false), false, queries);
@@ -308,7 +309,7 @@ fn lookup_circuit(table: [i64; 4], config: &FheConfig) -> CompiledCircuit {
 }
 
 #[test]
-fn unsanitized_lookup_answers_tell_tables_apart_that_decrypt_alike() {
+fn encrypted_unsanitized_lookup_answers_tell_tables_apart_that_decrypt_alike() {
     // Two tables that agree on the queried input (the client learns 5 either way) and
     // differ elsewhere. A bootstrap is deterministic: the client, who generated the
     // evaluation key, re-runs it with each candidate table and compares.
@@ -318,7 +319,7 @@ fn unsanitized_lookup_answers_tell_tables_apart_that_decrypt_alike() {
     assert_eq!(server.plan().parameters, other.plan().parameters);
     assert_eq!(server.plan().deltas, other.plan().deltas);
     let spec = server.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let inputs = spec.encrypt(&client_key, &[vec![vec![0]]]).unwrap();
     let answer = server.run(&eval_key, &inputs).unwrap();
     assert_eq!(spec.decrypt(&client_key, &answer).unwrap(), vec![vec![vec![5]]]);
@@ -347,7 +348,7 @@ fn unsanitized_lookup_answers_tell_tables_apart_that_decrypt_alike() {
 }
 
 #[test]
-fn sanitized_plans_account_for_the_flood() {
+fn encrypted_sanitized_plans_account_for_the_flood() {
     let plain = linear(false);
     let compiled = linear(true);
     let report = compiled.report();
@@ -370,7 +371,7 @@ fn sanitized_plans_account_for_the_flood() {
         got.iter().zip(&clear).flat_map(|(g, c)| g[0].iter().zip(&c[0]).map(|(a, b)| (a - b).abs())).collect::<Vec<_>>()
     };
     let spec = compiled.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let sanitizer = compiled.sanitizer(&spec.public_key(&client_key).unwrap()).unwrap();
     let inputs = spec.encrypt(&client_key, &batch).unwrap();
     let answer = compiled.run_with(&eval_key, &inputs, Sanitization::On(&sanitizer)).unwrap();
@@ -409,7 +410,7 @@ fn bootstrapped_outputs_pay_for_their_hiding() {
 }
 
 #[test]
-fn sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
+fn encrypted_sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
     // Feature 1 has no weight; output 1 spans far fewer bits than output 0.
     let compile = |sanitize: bool| {
         let mut b = CircuitBuilder::new();
@@ -420,7 +421,7 @@ fn sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
     };
     let scales = |c: &CompiledCircuit| {
         let spec = c.client_spec();
-        let (key, eval) = spec.keygen();
+        let (key, eval) = cached_keys(&spec);
         let answer = c.run(&eval, &spec.encrypt(&key, &[vec![vec![1, 2, 3]]]).unwrap()).unwrap();
         (spec.inputs[0].2.clone(), answer.samples[0].1.clone())
     };
@@ -432,7 +433,7 @@ fn sanitized_plans_give_every_element_of_an_input_or_output_one_scale() {
 }
 
 #[test]
-fn flooded_values_at_the_edge_of_their_range_do_not_wrap() {
+fn encrypted_flooded_values_at_the_edge_of_their_range_do_not_wrap() {
     // [-64, 63] fills 7 two's-complement bits exactly: a flooded 63 that comes out one unit
     // high must not decrypt as -64.
     let mut b = CircuitBuilder::new();
@@ -442,7 +443,7 @@ fn flooded_values_at_the_edge_of_their_range_do_not_wrap() {
     let compiled =
         CompiledCircuit::compile(b.build().unwrap(), &FheConfig::params().sanitize(true).check().unwrap()).unwrap();
     let spec = compiled.client_spec();
-    let (client_key, eval_key) = spec.keygen();
+    let (client_key, eval_key) = cached_keys(&spec);
     let sanitizer = compiled.sanitizer(&spec.public_key(&client_key).unwrap()).unwrap();
     let batch: Vec<Vec<Vec<i64>>> = (0..200).map(|i| vec![vec![if i % 2 == 0 { 63 } else { -64 }]]).collect();
     let inputs = spec.encrypt(&client_key, &batch).unwrap();

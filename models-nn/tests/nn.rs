@@ -112,14 +112,15 @@ fn mlp_regressor_learns_diabetes() {
 /// Execute (real TFHE) with the default approximate accumulator rounding: a rounded
 /// accumulator within noise of a rounding boundary may come out one step off (as in
 /// Concrete ML's approximate rounding), so integer outputs can differ from Clear while
-/// labels almost always agree; `exact_rounding_is_bit_exact_under_encryption` covers the
+/// labels almost always agree; `encrypted_exact_rounding_is_bit_exact` covers the
 /// bit-exact mode.
 #[test]
-fn mlp_execute_agrees_with_clear_on_labels() {
+fn encrypted_mlp_execute_agrees_with_clear_on_labels() {
     let d = dataset("iris");
     let params = MlpParams::from_options(NnTask::Classification, [("hidden", "8"), ("seed", "1")]).unwrap();
     let model = params.fit(d.x_train.view(), d.y_train.view()).unwrap();
     let fhe = FheModel::compile(model.compile().unwrap(), &FheConfig::default()).unwrap();
+    fheml_fhe_runtime::testing::use_cached_keys(&fhe);
     let report = fhe.compiled().report();
     assert_eq!(report.bootstraps, 8);
     let rows = d.x_test.slice(s![..6, ..]);
@@ -130,7 +131,7 @@ fn mlp_execute_agrees_with_clear_on_labels() {
 }
 
 #[test]
-fn exact_rounding_is_bit_exact_under_encryption() {
+fn encrypted_exact_rounding_is_bit_exact() {
     let d = dataset("iris");
     // Two inputs bits and two-bit weights keep every accumulator narrow enough to read whole.
     let params = MlpParams::from_options(
@@ -149,6 +150,7 @@ fn exact_rounding_is_bit_exact_under_encryption() {
     let circuit = model.compile().unwrap();
     assert!(circuit.circuit.cost().max_precision.0 <= 5, "{}", circuit.circuit.cost().max_precision);
     let fhe = FheModel::compile(circuit, &FheConfig::default()).unwrap();
+    fheml_fhe_runtime::testing::use_cached_keys(&fhe);
     let rows = d.x_test.slice(s![..3, ..]);
     let clear = fhe.run_integers(rows, Mode::Clear, 0).unwrap();
     let execute = fhe.run_integers(rows, Mode::Execute, 0).unwrap();
@@ -237,7 +239,7 @@ fn onnx_fixtures_quantized_track_their_float_outputs() {
 /// A small CNN on the 8x8 digits trains with burn, is quantized after training, compiles,
 /// and runs under real TFHE with the labels of the clear circuit.
 #[test]
-fn cnn_on_digits_trains_compiles_and_runs_in_execute() {
+fn encrypted_cnn_on_digits_trains_compiles_and_runs_in_execute() {
     let d = dataset("digits");
     let labels = d.y_train.mapv(|v| v as usize);
     let setup = CnnSetup { side: 8, channels: 2, stride: 2, epochs: 8, learning_rate: 0.01, batch_size: 32, seed: 0 };
@@ -255,6 +257,7 @@ fn cnn_on_digits_trains_compiles_and_runs_in_execute() {
     eprintln!("digits cnn: float {float:.4}, quantized {quantized:.4}");
     assert!(float > 0.85 && quantized > 0.8, "float {float}, quantized {quantized}");
     let mut fhe = FheModel::compile(model.compile().unwrap(), &FheConfig::default()).unwrap();
+    fheml_fhe_runtime::testing::use_cached_keys(&fhe);
     assert_eq!(fhe.compiled().report().bootstraps, 2 * 4 * 4);
     // Approximate rounding may move a row whose accumulators sit on a rounding boundary (the
     // trained network, and so which rows do, depends on the CPU's float arithmetic): run two

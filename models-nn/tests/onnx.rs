@@ -159,7 +159,7 @@ fn onnx_flat_input_reshaped_before_conv_imports_and_quantizes() {
 }
 
 #[test]
-fn onnx_maxpool_imports_and_its_lowering_takes_the_exact_max() {
+fn encrypted_onnx_maxpool_imports_and_its_lowering_takes_the_exact_max() {
     let imported = check_fixture("maxpool");
     assert!(imported.network.layers().iter().any(|l| matches!(l, Layer::MaxPool2d { kernel: [2, 2], stride: [2, 2] })));
     let rec = recorded("maxpool");
@@ -189,6 +189,7 @@ fn onnx_maxpool_imports_and_its_lowering_takes_the_exact_max() {
     let circuit = model.compile().unwrap();
     assert_eq!(circuit.circuit.cost().bootstraps, 3);
     let fhe = FheModel::compile(circuit, &FheConfig::params().exact_outputs(true).check().unwrap()).unwrap();
+    fheml_fhe_runtime::testing::use_cached_keys(&fhe);
     let row = x.slice(ndarray::s![..2, ..4]);
     assert_eq!(fhe.run_integers(row, Mode::Clear, 0).unwrap(), fhe.run_integers(row, Mode::Execute, 0).unwrap());
 }

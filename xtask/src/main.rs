@@ -4,7 +4,8 @@
 //! - `cargo xtask bench [--quick] [--models a,b] [--datasets a,b] [--anchors FILE] [--here FILE] [--out FILE] [--micro]`:
 //!   end-to-end benchmarks through the `fheml` command, written to BENCHMARKS.md beside
 //!   Concrete ML's figures (`--micro` runs the crates' criterion benches instead), with a link
-//!   to the n_bits sweep's figure when `bench/nbits_sweep.svg` exists.
+//!   to the n_bits sweep's figure when `bench/nbits_sweep.svg` exists. Runs `fheml-bench`
+//!   (bench-tools/), as does `--sweep`.
 //! - `cargo xtask bench --sweep [--quick] [--datasets one] [--models linear,tree,..] [--bits 2-8]
 //!   [--limit ROWS] [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]`:
 //!   accuracy, bootstraps, input ciphertexts and Execute latency against n_bits, one model per
@@ -17,10 +18,8 @@
 //!   tag commands, which `--execute` runs after making the same edits here (it neither pushes nor
 //!   uploads). See `release.rs`.
 
-mod bench;
-mod plot;
+mod json;
 mod release;
-mod sweep;
 
 use std::process::{Command, ExitCode};
 
@@ -57,6 +56,17 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     ok.then_some(()).ok_or_else(|| "fuzz failed".to_string())
 }
 
+/// `cargo xtask bench`: `--micro` runs the crates' criterion benches; anything else runs
+/// `fheml-bench` (bench-tools), which holds the JSON handling and the plotting.
+fn bench(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--micro") {
+        return cargo(&["bench", "--workspace"]).then_some(()).ok_or_else(|| "benches failed".into());
+    }
+    let mut run = vec!["run", "--quiet", "-p", "fheml-bench", "--"];
+    run.extend(args.iter().map(String::as_str));
+    cargo(&run).then_some(()).ok_or_else(|| "fheml-bench failed".into())
+}
+
 const USAGE: &str = "usage: cargo xtask ci | fuzz [--factor N] | release <version> [--execute] [--no-verify] | bench [--quick] [--models linear,tree,forest,gbdt,mlp] \
 [--datasets breast_cancer,iris,diabetes] [--anchors FILE] [--here FILE] [--out FILE] [--micro] \
 | bench --sweep [--quick] [--datasets breast_cancer] [--models ...] [--bits 2,3,4,5,6,7,8] [--limit 3] \
@@ -66,7 +76,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci().then_some(()).ok_or_else(|| "ci failed".to_string()),
-        Some("bench") => bench::run(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("release") => release::run(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         _ => Err(USAGE.to_string()),

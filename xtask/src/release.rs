@@ -539,18 +539,18 @@ fn metadata(dir: &Path) -> Result<(PathBuf, Vec<Member>), String> {
     if !out.status.success() {
         return Err("cargo metadata failed".into());
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let meta: crate::json::Value = crate::json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
     let root = PathBuf::from(meta["workspace_root"].as_str().ok_or("cargo metadata: no workspace_root")?);
     let ids: BTreeSet<&str> =
         meta["workspace_members"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-    let packages: Vec<&serde_json::Value> = meta["packages"]
+    let packages: Vec<&crate::json::Value> = meta["packages"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["id"].as_str().is_some_and(|id| ids.contains(id)))
         .collect();
     let names: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
-    let str_of = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let str_of = |v: &crate::json::Value| v.as_str().unwrap_or_default().to_string();
     let members = packages
         .iter()
         .map(|p| Member {

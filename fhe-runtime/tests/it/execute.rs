@@ -2,13 +2,14 @@
 
 use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{CircuitBuilder, Interval, Lut, RoundingMode, Table};
+use fheml_fhe_runtime::testing::cached_keys;
 use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
 use ndarray::{Array2, array};
 use proptest::prelude::*;
 
 fn execute(compiled: &CompiledCircuit, batch: &[Vec<Vec<i64>>]) -> Vec<Vec<Vec<i64>>> {
     let client = compiled.client_spec();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let query = client.encrypt(&client_key, batch).unwrap();
     let answer = compiled.run(&eval_key, &query).unwrap();
     client.decrypt(&client_key, &answer).unwrap()
@@ -19,7 +20,7 @@ proptest! {
 
     /// Random circuits with lookups: Execute equals Clear on random inputs.
     #[test]
-    fn random_circuits_execute_exactly(seed in any::<u64>()) {
+    fn encrypted_random_circuits_execute_exactly(seed in any::<u64>()) {
         let config = RandomCircuitConfig { max_ops: 5, max_weight: 2, max_lookup_bits: 4, lookups: true };
         let (circuit, sample) = random_circuit(seed, config);
         let batch: Vec<_> = (0..3).map(|i| sample(seed ^ i)).collect();
@@ -30,7 +31,7 @@ proptest! {
 }
 
 #[test]
-fn leveled_dot_product_needs_no_evaluation_key() {
+fn encrypted_leveled_dot_product_needs_no_evaluation_key() {
     // 30 inputs of 8 bits, 8-bit signed weights.
     let weights = Array2::from_shape_fn((30, 1), |(i, _)| ((i as i64 * 37) % 255) - 127);
     let mut b = CircuitBuilder::new();
@@ -45,7 +46,7 @@ fn leveled_dot_product_needs_no_evaluation_key() {
 }
 
 #[test]
-fn roundings_and_per_channel_tables_execute_exactly() {
+fn encrypted_roundings_and_per_channel_tables_execute_exactly() {
     let mut b = CircuitBuilder::new();
     let x = b.input(&[3], Interval::new(-4, 3).unwrap());
     let acc = b.matmul(x, array![[2, -1], [1, 3], [-2, 1]]).unwrap(); // up to 5 bits
@@ -62,7 +63,7 @@ fn roundings_and_per_channel_tables_execute_exactly() {
 }
 
 #[test]
-fn approximate_rounding_is_within_one() {
+fn encrypted_approximate_rounding_is_within_one() {
     let mut b = CircuitBuilder::new();
     let x = b.input(&[4], Interval::new(0, 15).unwrap());
     let acc = b.matmul(x, array![[3], [5], [7], [2]]).unwrap(); // [0, 255]: 8 bits
@@ -123,7 +124,7 @@ fn impossible_requirements_are_reported() {
 }
 
 #[test]
-fn a_rounding_that_is_also_an_output_feeds_lookups() {
+fn encrypted_a_rounding_that_is_also_an_output_feeds_lookups() {
     // The rounding is materialised (one bootstrap of its own); the lookups then read its
     // value, and share that read.
     let mut b = CircuitBuilder::new();

@@ -3,12 +3,13 @@
 
 use fheml_circuits::testing::{RandomCircuitConfig, random_circuit};
 use fheml_circuits::{Circuit, CircuitBuilder, Interval, Lut, RoundingMode, Table};
+use fheml_fhe_runtime::testing::cached_keys;
 use fheml_fhe_runtime::{CompiledCircuit, FheConfig, ParameterSetId};
 use ndarray::array;
 
 fn execute(compiled: &CompiledCircuit, batch: &[Vec<Vec<i64>>]) -> Vec<Vec<Vec<i64>>> {
     let client = compiled.client_spec();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let query = client.encrypt(&client_key, batch).unwrap();
     let answer = compiled.run(&eval_key, &query).unwrap();
     client.decrypt(&client_key, &answer).unwrap()
@@ -28,7 +29,7 @@ fn relu_sign_square(elements: usize) -> Circuit {
 }
 
 #[test]
-fn three_tables_on_one_input_take_one_bootstrap_per_element() {
+fn encrypted_three_tables_on_one_input_take_one_bootstrap_per_element() {
     let circuit = relu_sign_square(4);
     assert_eq!(circuit.cost().bootstraps, 4);
     let compiled = CompiledCircuit::compile(circuit, &FheConfig::default()).unwrap();
@@ -46,7 +47,7 @@ fn three_tables_on_one_input_take_one_bootstrap_per_element() {
 }
 
 #[test]
-fn per_channel_tables_and_a_rounding_share_one_bootstrap() {
+fn encrypted_per_channel_tables_and_a_rounding_share_one_bootstrap() {
     // Two channels, each spread to two lookups with its own tables; a third lookup reads
     // the same accumulator through the same approximate rounding, and a fourth through a
     // different one (not shared).
@@ -122,7 +123,7 @@ fn many_lut_can_be_turned_off() {
 }
 
 #[test]
-fn random_circuits_with_fused_reads_execute_exactly() {
+fn encrypted_random_circuits_with_fused_reads_execute_exactly() {
     // The first random circuits whose plan fuses some shared read (the proptest in
     // `execute.rs` draws them at random; these are fixed).
     let config = RandomCircuitConfig { max_ops: 5, max_weight: 2, max_lookup_bits: 4, lookups: true };

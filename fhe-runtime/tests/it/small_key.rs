@@ -3,6 +3,7 @@
 
 use fheml_circuits::{CircuitBuilder, Interval, Lut, NodeId, Table};
 use fheml_fhe_runtime::plan::small_key_nodes;
+use fheml_fhe_runtime::testing::cached_keys;
 use fheml_fhe_runtime::{CompiledCircuit, FheConfig};
 use ndarray::array;
 
@@ -24,7 +25,7 @@ fn inputs_read_by_lookups_alone_go_under_the_small_key() {
 }
 
 #[test]
-fn inputs_that_reach_an_output_or_mix_with_a_bootstrap_stay_under_the_large_key() {
+fn encrypted_inputs_that_reach_an_output_or_mix_with_a_bootstrap_stay_under_the_large_key() {
     // x is read by a lookup but also added to the lookup's result: large key.
     // z only reaches an output: large key. w feeds a lookup alone: small key.
     let mut b = CircuitBuilder::new();
@@ -47,7 +48,7 @@ fn inputs_that_reach_an_output_or_mix_with_a_bootstrap_stay_under_the_large_key(
     let client = compiled.client_spec();
     assert_eq!(client.small_key_inputs, vec![false, false, true]);
     let batch: Vec<Vec<Vec<i64>>> = (0..4).map(|i| vec![vec![i], vec![3 - i], vec![(i + 1) % 4]]).collect();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let answer = compiled.run(&eval_key, &client.encrypt(&client_key, &batch).unwrap()).unwrap();
     let expected = compiled.circuit().evaluate_clear_batch(&batch).unwrap();
     assert_eq!(client.decrypt(&client_key, &answer).unwrap(), expected);
@@ -57,7 +58,7 @@ fn inputs_that_reach_an_output_or_mix_with_a_bootstrap_stay_under_the_large_key(
 /// A product column of zero weights is a constant: it takes its node's key, so the sum it
 /// joins (under the small key) stays on one key.
 #[test]
-fn constants_in_small_key_nodes_take_the_small_key() {
+fn encrypted_constants_in_small_key_nodes_take_the_small_key() {
     let mut b = CircuitBuilder::new();
     let x = b.input(&[2], Interval::new(0, 3).unwrap());
     let p = b.matmul(x, array![[1, 0], [1, 0]]).unwrap();
@@ -67,7 +68,7 @@ fn constants_in_small_key_nodes_take_the_small_key() {
     let compiled = CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap();
     assert!(compiled.plan().is_small_key(p) && compiled.plan().is_small_key(s));
     let client = compiled.client_spec();
-    let (client_key, eval_key) = client.keygen();
+    let (client_key, eval_key) = cached_keys(&client);
     let batch = vec![vec![vec![1, 2]], vec![vec![3, 3]]];
     let answer = compiled.run(&eval_key, &client.encrypt(&client_key, &batch).unwrap()).unwrap();
     assert_eq!(client.decrypt(&client_key, &answer).unwrap(), compiled.circuit().evaluate_clear_batch(&batch).unwrap());

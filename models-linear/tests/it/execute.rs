@@ -7,7 +7,7 @@ use fheml_models_linear::{LinearModel, LinearModelKind, LinearParams};
 use crate::{breast_cancer, diabetes, iris};
 
 #[test]
-fn execute_equals_clear_on_every_test_row() {
+fn encrypted_execute_equals_clear_on_every_test_row() {
     let cases = [
         (LinearModelKind::Logistic, breast_cancer()),
         (LinearModelKind::Logistic, iris()),
@@ -26,6 +26,7 @@ fn execute_equals_clear_on_every_test_row() {
     for (kind, data) in cases {
         let model = LinearModel::fit(LinearParams::new(kind), data.x_train.view(), data.y_train.view()).unwrap();
         let fhe = FheModel::compile(model.compile(data.x_train.view()).unwrap(), &FheConfig::default()).unwrap();
+        fheml_fhe_runtime::testing::use_cached_keys(&fhe);
         let report = fhe.compiled().report();
         assert_eq!(report.bootstraps, 0);
         assert!(!report.needs_evaluation_key);

@@ -359,14 +359,11 @@ the run of median latency per row); other Concrete ML figures come from the refe
     Ok(())
 }
 
-/// Entry point: `--micro` runs the crates' criterion benches, `--sweep` the n_bits sweep.
+/// Entry point: `--sweep` runs the n_bits sweep, anything else the benchmarks.
 pub fn run(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--sweep") {
         let rest: Vec<String> = args.iter().filter(|a| *a != "--sweep").cloned().collect();
         return crate::sweep::run(&rest);
-    }
-    if args.iter().any(|a| a == "--micro") {
-        return cargo(&["bench", "--workspace"]).then_some(()).ok_or_else(|| "benches failed".into());
     }
     run_bench(args)
 }

@@ -365,7 +365,7 @@ mod tests {
             skipped_families: vec!["mlp".into()],
             points: points(),
         };
-        let path = std::env::temp_dir().join(format!("xtask-plot-test-{}.svg", std::process::id()));
+        let path = std::env::temp_dir().join(format!("fheml-bench-plot-test-{}.svg", std::process::id()));
         draw(&sweep, &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);

@@ -655,7 +655,7 @@ expected time     0.031 s per sample on 2 threads";
     #[test]
     fn bench_links_the_figure_only_when_it_exists() {
         assert_eq!(benchmarks_section(Path::new("/nonexistent-dir/BENCHMARKS.md")), "");
-        let dir = std::env::temp_dir().join(format!("xtask-section-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("fheml-bench-section-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join(DEFAULT_OUT_DIR)).unwrap();
         let md = dir.join("BENCHMARKS.md");
         assert_eq!(benchmarks_section(&md), "");
