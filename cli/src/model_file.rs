@@ -512,6 +512,19 @@ impl SavedModel {
                     .into(),
             });
         }
+        // Decoding validates the compiled circuit and recomputes its fingerprint; the header's
+        // (what keys and ciphertexts are tied to) must be that one.
+        let model = Self::decode(path, bytes)?;
+        if fheml_fhe_runtime::peek_fingerprint(bytes, Kind::Model)? != model.fhe.compiled().fingerprint() {
+            return Err(CliError::Data {
+                path: path.display().to_string(),
+                detail: "model: the header's fingerprint does not match the content".into(),
+            });
+        }
+        Ok(model)
+    }
+
+    fn decode(path: &Path, bytes: &[u8]) -> Result<Self> {
         match fheml_fhe_runtime::open::<SavedModel>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
             Ok(model) => Ok(model),
             Err(current) => {

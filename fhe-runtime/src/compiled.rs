@@ -24,11 +24,44 @@ use crate::tfhe_backend::{Ct, TfheBackend};
 
 /// A circuit with its TFHE plan. Holds the model: it stays on the server; the client only
 /// needs [`CompiledCircuit::client_spec`].
+///
+/// Decoding one (from a model file, alone or inside another structure) validates it: the
+/// circuit is replayed through the builder's checks ([`Circuit::validate`]), the plan is
+/// checked against it ([`Plan::check`]) and the fingerprint is recomputed from the content
+/// and must be the stored one, so a file whose circuit or plan was edited is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredCompiledCircuit")]
 pub struct CompiledCircuit {
     circuit: Circuit,
     plan: Plan,
     fingerprint: Fingerprint,
+}
+
+/// [`CompiledCircuit`] as stored, before validation.
+#[derive(Deserialize)]
+struct StoredCompiledCircuit {
+    circuit: Circuit,
+    plan: Plan,
+    fingerprint: Fingerprint,
+}
+
+impl TryFrom<StoredCompiledCircuit> for CompiledCircuit {
+    type Error = FheError;
+
+    fn try_from(stored: StoredCompiledCircuit) -> Result<Self> {
+        let StoredCompiledCircuit { circuit, plan, fingerprint } = stored;
+        circuit.validate().map_err(|e| FheError::Format { what: "model", detail: format!("circuit: {e}") })?;
+        plan.check(&circuit)?;
+        let me = Self::with_fingerprint(circuit, plan)?;
+        if me.fingerprint != fingerprint {
+            return Err(FheError::Format {
+                what: "model",
+                detail: "the fingerprint does not match the content (the circuit or plan was changed after compilation)"
+                    .into(),
+            });
+        }
+        Ok(me)
+    }
 }
 
 /// What the client needs to encrypt inputs and decrypt outputs, and nothing of the model.
@@ -127,6 +160,11 @@ impl CompiledCircuit {
     /// Plans `circuit` for TFHE under `config`: encodings, noise, parameter set.
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
+        Self::with_fingerprint(circuit, plan)
+    }
+
+    /// The compiled circuit of `circuit` and `plan`, its fingerprint computed from them.
+    fn with_fingerprint(circuit: Circuit, plan: Plan) -> Result<Self> {
         let bytes = bincode::serde::encode_to_vec(
             (&circuit, &plan.parameters, &plan.deltas, &plan.small_key),
             bincode::config::standard(),
@@ -548,14 +586,14 @@ impl CompiledCircuit {
         envelope::seal(Kind::Model, &self.fingerprint, self)
     }
 
-    /// Reads a compiled circuit.
+    /// Reads a compiled circuit: decoding validates circuit and plan and recomputes the
+    /// fingerprint (see [`CompiledCircuit`]), which must be the one in the header.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let me: Self = envelope::open(bytes, Kind::Model, None, limits::MODEL_BYTES)?;
         let header = envelope::peek_fingerprint(bytes, Kind::Model)?;
         if header != me.fingerprint {
             return Err(FheError::Format { what: "model", detail: "fingerprint does not match the content".into() });
         }
-        me.plan.parameters.validate()?;
         Ok(me)
     }
 }
@@ -584,9 +622,29 @@ impl ClientSpec {
     }
 
     /// Checks a spec read from an untrusted file: its parameter set must be bounded and
-    /// secure (see [`crate::generated::check_security`]) before any key is made.
+    /// secure (see [`crate::generated::check_security`]) before any key is made, and every
+    /// input's shape, ranges and scales must agree (so that encrypting allocates what the
+    /// spec holds, and every scale is one a plan can give).
     pub fn validate(&self) -> Result<()> {
-        self.parameter_set.validate()
+        self.parameter_set.validate()?;
+        let bad = |detail: String| Err(FheError::Format { what: "client specification", detail });
+        for (i, (shape, ranges, deltas)) in self.inputs.iter().enumerate() {
+            let elements = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+            if elements != Some(ranges.len()) || deltas.len() != ranges.len() {
+                return bad(format!(
+                    "input {i}: shape {shape:?}, {} ranges and {} scales disagree",
+                    ranges.len(),
+                    deltas.len()
+                ));
+            }
+            if ranges.iter().any(|r| r.lo > r.hi) || deltas.iter().any(|d| !(1..=63).contains(d)) {
+                return bad(format!("input {i}: an empty range or a scale outside 2^1..2^63"));
+            }
+        }
+        if !self.small_key_inputs.is_empty() && self.small_key_inputs.len() != self.inputs.len() {
+            return bad(format!("{} small-key flags for {} inputs", self.small_key_inputs.len(), self.inputs.len()));
+        }
+        Ok(())
     }
 
     fn check(&self, what: &'static str, found: &Fingerprint) -> Result<()> {
