@@ -92,6 +92,7 @@ pub struct ClientSpec {
 pub struct ClientKey {
     fingerprint: Fingerprint,
     parameter_set: Parameters,
+    #[serde(with = "crate::versioned")]
     pub(crate) key: ShortintClientKey,
 }
 
@@ -100,6 +101,7 @@ pub struct ClientKey {
 #[derive(Serialize, Deserialize)]
 pub struct EvaluationKey {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned")]
     pub(crate) key: Option<ServerKey>,
 }
 
@@ -107,6 +109,7 @@ pub struct EvaluationKey {
 #[derive(Serialize, Deserialize)]
 pub struct CompressedEvaluationKey {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned")]
     key: Option<CompressedServerKey>,
 }
 
@@ -121,7 +124,9 @@ pub struct CompressedEvaluationKey {
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
     pub(crate) samples: usize,
+    #[serde(with = "crate::versioned")]
     pub(crate) packed: SeededGlweCiphertextListOwned<u64>,
+    #[serde(with = "crate::versioned")]
     pub(crate) small: Option<SeededGlweCiphertextListOwned<u64>>,
 }
 
@@ -136,6 +141,7 @@ pub fn small_key_polynomial_size(n: usize) -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedOutputs {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned::pairs")]
     pub(crate) samples: Vec<(LweCiphertextListOwned<u64>, Vec<u32>)>,
 }
 
@@ -836,7 +842,24 @@ envelope_io!(CompressedEvaluationKey, Kind::CompressedEvaluationKey, limits::KEY
 envelope_io!(EncryptedInputs, Kind::EncryptedInputs, limits::CIPHERTEXT_BYTES);
 envelope_io!(EncryptedOutputs, Kind::EncryptedOutputs, limits::CIPHERTEXT_BYTES);
 
+/// The conformance parameters of the server key of `compiled`'s parameter set.
+fn server_key_conformance(compiled: &CompiledCircuit) -> (AtomicPatternParameters, MaxDegree) {
+    let params = compiled.plan.parameters.set().params;
+    let max_degree = MaxDegree::from_msg_carry_modulus(params.message_modulus, params.carry_modulus);
+    (AtomicPatternParameters::from(params), max_degree)
+}
+
 impl CompressedEvaluationKey {
+    /// Reads an untrusted key for `compiled` as tfhe-rs's `safe_deserialize_conformant`
+    /// does: size-limited, versioned, then checked against the model's parameter set
+    /// ([`CompressedEvaluationKey::check_conformant`]) before it is returned, so nothing is
+    /// expanded from dimensions a client claims.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let key = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        key.check_conformant(compiled)?;
+        Ok(key)
+    }
+
     /// Checks an untrusted key against the circuit it claims to serve, before anything is
     /// expanded: a circuit without table lookups takes no key at all; otherwise the key's
     /// keyswitching and bootstrapping keys must have exactly the dimensions, levels, bases,
@@ -852,9 +875,7 @@ impl CompressedEvaluationKey {
             }
             (None, true) => Err(FheError::MissingEvaluationKey),
             (Some(key), true) => {
-                let params = compiled.plan.parameters.set().params;
-                let max_degree = MaxDegree::from_msg_carry_modulus(params.message_modulus, params.carry_modulus);
-                if key.is_conformant(&(AtomicPatternParameters::from(params), max_degree)) {
+                if key.is_conformant(&server_key_conformance(compiled)) {
                     Ok(())
                 } else {
                     Err(FheError::BadKey(format!(
@@ -874,6 +895,47 @@ impl CompressedEvaluationKey {
     /// Expands the seeded key for evaluation.
     pub fn decompress(&self) -> EvaluationKey {
         EvaluationKey { fingerprint: self.fingerprint, key: self.key.as_ref().map(CompressedServerKey::decompress) }
+    }
+}
+
+impl EvaluationKey {
+    /// Reads an untrusted expanded key for `compiled`: size-limited, versioned, then checked
+    /// against the model's parameter set ([`EvaluationKey::check_conformant`]) before it is
+    /// returned.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let key = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        key.check_conformant(compiled)?;
+        Ok(key)
+    }
+
+    /// Checks an untrusted expanded key against the circuit it claims to serve: none for a
+    /// circuit without lookups; otherwise keyswitching and bootstrapping keys of exactly the
+    /// parameter set's dimensions, levels, bases and modulus (tfhe-rs's conformance check), so
+    /// that evaluation never hands tfhe-rs a key whose sizes disagree with the ciphertexts.
+    pub fn check_conformant(&self, compiled: &CompiledCircuit) -> Result<()> {
+        compiled.check_key("evaluation key", &self.fingerprint)?;
+        match (&self.key, compiled.plan.report.needs_evaluation_key) {
+            (None, false) => Ok(()),
+            (Some(_), false) => {
+                Err(FheError::BadKey("this model has no table lookups and takes no evaluation key".into()))
+            }
+            (None, true) => Err(FheError::MissingEvaluationKey),
+            (Some(key), true) if key.is_conformant(&server_key_conformance(compiled)) => Ok(()),
+            (Some(_), true) => Err(FheError::BadKey(format!(
+                "its dimensions do not match the model's parameter set {}",
+                compiled.plan.parameters.set().name
+            ))),
+        }
+    }
+}
+
+impl EncryptedInputs {
+    /// Reads an untrusted batch for `compiled`: size-limited, versioned, then checked against
+    /// the circuit's parameters ([`CompiledCircuit::check_inputs`]) before it is returned.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let inputs = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        compiled.check_inputs(&inputs)?;
+        Ok(inputs)
     }
 }
 
