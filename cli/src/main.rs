@@ -4,6 +4,8 @@ mod client_part;
 mod data;
 mod error;
 mod eval;
+#[cfg(test)]
+mod fuzz_tests;
 mod http_client;
 mod key_store;
 mod model_file;
