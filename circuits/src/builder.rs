@@ -420,7 +420,12 @@ impl Circuit {
                         return Err(CircuitError::ShapeMismatch {
                             node: id,
                             op: "matmul",
-                            detail: format!("a {}x{} weight matrix cannot give {} elements", w.nrows(), w.ncols(), node.len()),
+                            detail: format!(
+                                "a {}x{} weight matrix cannot give {} elements",
+                                w.nrows(),
+                                w.ncols(),
+                                node.len()
+                            ),
                         });
                     }
                     b.matmul(*x, w.clone())?

@@ -842,7 +842,8 @@ fn run(cli: Cli) -> Result<()> {
             let key =
                 CompressedEvaluationKey::from_bytes_conformant(&read_limited(&eval_key, limits::KEY_BYTES)?, compiled)?;
             let key = key.decompress();
-            let query = EncryptedInputs::from_bytes_conformant(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, compiled)?;
+            let query =
+                EncryptedInputs::from_bytes_conformant(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, compiled)?;
             let sanitization = sanitizer.as_ref().map_or(Sanitization::Off, Sanitization::On);
             let answer = compiled.run_with(&key, &query, sanitization)?;
             write_atomically(&out, &answer.to_bytes()?)?;

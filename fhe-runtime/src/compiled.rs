@@ -56,8 +56,9 @@ impl TryFrom<StoredCompiledCircuit> for CompiledCircuit {
         if me.fingerprint != fingerprint {
             return Err(FheError::Format {
                 what: "model",
-                detail: "the fingerprint does not match the content (the circuit or plan was changed after compilation)"
-                    .into(),
+                detail:
+                    "the fingerprint does not match the content (the circuit or plan was changed after compilation)"
+                        .into(),
             });
         }
         Ok(me)

@@ -151,8 +151,10 @@ fn keys_of_another_parameter_set_are_refused_before_expansion() {
         b.output(y).unwrap();
         CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap()
     };
-    let err =
-        error(CompressedEvaluationKey::from_bytes_conformant(&relabelled(&honest_bytes, &leveled.fingerprint()), &leveled));
+    let err = error(CompressedEvaluationKey::from_bytes_conformant(
+        &relabelled(&honest_bytes, &leveled.fingerprint()),
+        &leveled,
+    ));
     assert!(err.to_string().contains("takes no evaluation key"), "{err}");
 
     // Keys written before tfhe-rs objects were versioned (format 5) are refused, saying why.
