@@ -363,6 +363,20 @@ mod fuzz {
         }
     }
 
+    /// Found by the fuzzer: an operator name with a line break made a two-line error (a
+    /// file's names now have their control characters escaped in messages).
+    #[test]
+    fn fuzz_found_a_line_break_in_an_operator_name_is_escaped() {
+        let mut bytes = std::fs::read(super::fixture("mlp.onnx")).unwrap();
+        let gemms: Vec<usize> = (0..bytes.len() - 3).filter(|&i| &bytes[i..i + 4] == b"Gemm").collect();
+        assert!(!gemms.is_empty());
+        for at in gemms {
+            bytes[at + 2] = b'\n';
+        }
+        let err = import_onnx_bytes(&bytes, "mlp.onnx").unwrap_err().to_string();
+        assert!(err.contains("Ge\\nm") && !err.contains('\n'), "{err}");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(cases(600)))]
 
