@@ -48,7 +48,7 @@ pub mod plan;
 pub mod sanitize;
 mod simulate;
 mod tfhe_backend;
-mod versioned;
+pub mod versioned;
 
 #[cfg(test)]
 mod noise_tests;

@@ -6,8 +6,9 @@
 //! checked before decoding — and the readers check conformance with the model's parameter
 //! set before anything is expanded or evaluated (`check_conformant`, `check_inputs`).
 //!
-//! Use as `#[serde(with = "crate::versioned")]` on a field of a tfhe-rs type (or an `Option`
-//! of one).
+//! Use as `#[serde(with = "fheml_fhe_runtime::versioned")]` on a field of a tfhe-rs type (or
+//! an `Option` of one), e.g. to mirror an envelope's payload in a test that crafts hostile
+//! bodies.
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
