@@ -373,6 +373,113 @@ impl CircuitBuilder {
     }
 }
 
+impl Circuit {
+    /// Checks a circuit read from bytes (a file, a server) as the builder would have checked
+    /// it: every node is replayed through a [`CircuitBuilder`] (operands must precede their
+    /// node, shapes agree, tables have `2^b` entries covering their inputs, no value may
+    /// overflow i64, inputs are numbered in order) and the shape and ranges stored with each
+    /// node must be exactly those the builder derives. A decoded circuit is otherwise
+    /// trusted blindly: its stored ranges decide encodings, and evaluation indexes by them.
+    pub fn validate(&self) -> Result<()> {
+        let mut b = CircuitBuilder::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let id = NodeId(i);
+            let stated = node.shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
+            if stated != Some(node.ranges.len()) {
+                return Err(CircuitError::ShapeMismatch {
+                    node: id,
+                    op: node.op.name(),
+                    detail: format!("shape {:?} stored with {} element ranges", node.shape, node.ranges.len()),
+                });
+            }
+            let built = match &node.op {
+                Op::Input { index } => {
+                    if *index != b.inputs.len() {
+                        return Err(CircuitError::InvalidArgument {
+                            node: id,
+                            detail: format!("input numbered {index}, expected {}", b.inputs.len()),
+                        });
+                    }
+                    if let Some(r) = node.ranges.iter().find(|r| r.lo > r.hi) {
+                        return Err(CircuitError::InvalidArgument {
+                            node: id,
+                            detail: format!("empty input range [{}, {}]", r.lo, r.hi),
+                        });
+                    }
+                    b.input_with_ranges(&node.shape, node.ranges.clone())?
+                }
+                Op::Add(x, y) => b.add(*x, *y)?,
+                Op::Sub(x, y) => b.sub(*x, *y)?,
+                Op::AddConst(x, c) => b.add_const(*x, c.clone())?,
+                Op::MulConst(x, c) => b.mul_const(*x, c.clone())?,
+                Op::MatMul(x, w) => {
+                    // The product's size, before the builder allocates it: it must be the
+                    // stored one (a crafted operand and weight shape could ask for far more).
+                    let rows = b.nodes.get(x.0).map(|n| n.len().checked_div(w.nrows()).unwrap_or(0));
+                    if rows.is_some_and(|r| r.checked_mul(w.ncols()) != Some(node.len())) {
+                        return Err(CircuitError::ShapeMismatch {
+                            node: id,
+                            op: "matmul",
+                            detail: format!(
+                                "a {}x{} weight matrix cannot give {} elements",
+                                w.nrows(),
+                                w.ncols(),
+                                node.len()
+                            ),
+                        });
+                    }
+                    b.matmul(*x, w.clone())?
+                }
+                Op::Sum { input, axis } => b.sum(*input, *axis)?,
+                Op::Lookup(x, lut) => b.lookup(*x, lut.clone())?,
+                Op::Round { input, lsbs, mode } => b.round(*input, *lsbs, *mode)?,
+                Op::Gather { input, indices } => b.gather(*input, indices.clone(), &node.shape)?,
+                Op::Reshape(x) => b.reshape(*x, &node.shape)?,
+                Op::Narrow(x) => b.narrow(*x, node.ranges.clone())?,
+                Op::Concat { inputs, axis } => b.concat(inputs, *axis)?,
+            };
+            let derived = &b.nodes[built.0];
+            if derived.shape != node.shape || derived.ranges != node.ranges {
+                return Err(CircuitError::InvalidArgument {
+                    node: id,
+                    detail: format!(
+                        "stored {} node does not match what its operands give (shape {:?}, range {:?}; derived {:?}, {:?})",
+                        node.op.name(),
+                        node.shape,
+                        node.range(),
+                        derived.shape,
+                        derived.range()
+                    ),
+                });
+            }
+        }
+        if self.inputs != b.inputs {
+            return Err(CircuitError::InvalidArgument {
+                node: b.next_id(),
+                detail: "the input list does not match the input nodes".into(),
+            });
+        }
+        if self.output_kinds.len() > self.outputs.len() {
+            return Err(CircuitError::InvalidArgument {
+                node: b.next_id(),
+                detail: format!("{} output kinds for {} outputs", self.output_kinds.len(), self.outputs.len()),
+            });
+        }
+        for (i, out) in self.outputs.iter().enumerate() {
+            match self.output_kind(i) {
+                OutputKind::Real { step: 0 } => {
+                    return Err(CircuitError::InvalidArgument {
+                        node: *out,
+                        detail: "a real-valued output with a step of 0".into(),
+                    });
+                }
+                kind => b.output_as(*out, kind)?,
+            }
+        }
+        b.build().map(|_| ())
+    }
+}
+
 /// `floor((x + 2^(k-1)) / 2^k)`: rounding half up, the rule every backend implements.
 pub fn round_shift(x: i64, lsbs: u32) -> Option<i64> {
     let half = 1i64.checked_shl(lsbs - 1)?;

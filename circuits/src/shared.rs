@@ -147,6 +147,30 @@ impl SharedReads {
         Self { groups: kept, member_of }
     }
 
+    /// Checks groups read from bytes against `circuit`: each group is a set of two or more
+    /// distinct lookup elements, in evaluation order, that [`SharedReads::find`] puts in one
+    /// group (they read the same ciphertext through the same rounding), no element is in two
+    /// groups, and the stored index agrees with the groups. A decoded plan's groups are
+    /// otherwise trusted: a bootstrap would serve lookups that read different values.
+    pub fn validate(&self, circuit: &Circuit) -> crate::error::Result<()> {
+        let bad = |node: NodeId| Err(crate::error::CircuitError::SharedRead { node });
+        let found = Self::find(circuit);
+        for group in &self.groups {
+            let Some(leader) = group.first() else { return bad(NodeId(0)) };
+            let Some(target) = found.group_of(*leader) else { return bad(leader.node) };
+            if group.len() < 2 || group.windows(2).any(|w| (w[0].node, w[0].index) >= (w[1].node, w[1].index)) {
+                return bad(leader.node);
+            }
+            if let Some(m) = group.iter().find(|m| found.group_of(**m) != Some(target)) {
+                return bad(m.node);
+            }
+        }
+        if Self::from_groups(circuit, self.groups.clone()) != *self {
+            return bad(self.groups.first().and_then(|g| g.first()).map_or(NodeId(0), |m| m.node));
+        }
+        Ok(())
+    }
+
     /// The groups, each in evaluation order (the first member is the leader).
     pub fn groups(&self) -> &[Vec<ElementRef>] {
         &self.groups

@@ -257,8 +257,7 @@ async fn client(State(state): State<Arc<AppState>>, Path(name): Path<String>) ->
 
 /// Reads, checks and expands a compressed key for `model`; the caller holds an evaluation turn.
 fn expand_key(model: &Served, bytes: &[u8]) -> ApiResult<EvaluationKey> {
-    let compressed = CompressedEvaluationKey::from_bytes(bytes, &model.compiled().fingerprint())?;
-    compressed.check_conformant(model.compiled())?;
+    let compressed = CompressedEvaluationKey::from_bytes_conformant(bytes, model.compiled())?;
     Ok(compressed.decompress())
 }
 
@@ -467,6 +466,8 @@ async fn run(
     tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
         let _turn = turn;
         let compiled = model.compiled();
+        // Checked against the model's parameters (`check_inputs`) below, once the sample count
+        // is known to be within the cap (413 before 400).
         let inputs = EncryptedInputs::from_bytes(&body, &compiled.fingerprint())?;
         drop(body);
         let max = worker_state.options.max_samples;

@@ -24,11 +24,45 @@ use crate::tfhe_backend::{Ct, TfheBackend};
 
 /// A circuit with its TFHE plan. Holds the model: it stays on the server; the client only
 /// needs [`CompiledCircuit::client_spec`].
+///
+/// Decoding one (from a model file, alone or inside another structure) validates it: the
+/// circuit is replayed through the builder's checks ([`Circuit::validate`]), the plan is
+/// checked against it ([`Plan::check`]) and the fingerprint is recomputed from the content
+/// and must be the stored one, so a file whose circuit or plan was edited is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredCompiledCircuit")]
 pub struct CompiledCircuit {
     circuit: Circuit,
     plan: Plan,
     fingerprint: Fingerprint,
+}
+
+/// [`CompiledCircuit`] as stored, before validation.
+#[derive(Deserialize)]
+struct StoredCompiledCircuit {
+    circuit: Circuit,
+    plan: Plan,
+    fingerprint: Fingerprint,
+}
+
+impl TryFrom<StoredCompiledCircuit> for CompiledCircuit {
+    type Error = FheError;
+
+    fn try_from(stored: StoredCompiledCircuit) -> Result<Self> {
+        let StoredCompiledCircuit { circuit, plan, fingerprint } = stored;
+        circuit.validate().map_err(|e| FheError::Format { what: "model", detail: format!("circuit: {e}") })?;
+        plan.check(&circuit)?;
+        let me = Self::with_fingerprint(circuit, plan)?;
+        if me.fingerprint != fingerprint {
+            return Err(FheError::Format {
+                what: "model",
+                detail:
+                    "the fingerprint does not match the content (the circuit or plan was changed after compilation)"
+                        .into(),
+            });
+        }
+        Ok(me)
+    }
 }
 
 /// What the client needs to encrypt inputs and decrypt outputs, and nothing of the model.
@@ -59,6 +93,7 @@ pub struct ClientSpec {
 pub struct ClientKey {
     fingerprint: Fingerprint,
     parameter_set: Parameters,
+    #[serde(with = "crate::versioned")]
     pub(crate) key: ShortintClientKey,
 }
 
@@ -67,6 +102,7 @@ pub struct ClientKey {
 #[derive(Serialize, Deserialize)]
 pub struct EvaluationKey {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned")]
     pub(crate) key: Option<ServerKey>,
 }
 
@@ -74,6 +110,7 @@ pub struct EvaluationKey {
 #[derive(Serialize, Deserialize)]
 pub struct CompressedEvaluationKey {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned")]
     key: Option<CompressedServerKey>,
 }
 
@@ -88,7 +125,9 @@ pub struct CompressedEvaluationKey {
 pub struct EncryptedInputs {
     fingerprint: Fingerprint,
     pub(crate) samples: usize,
+    #[serde(with = "crate::versioned")]
     pub(crate) packed: SeededGlweCiphertextListOwned<u64>,
+    #[serde(with = "crate::versioned")]
     pub(crate) small: Option<SeededGlweCiphertextListOwned<u64>>,
 }
 
@@ -103,6 +142,7 @@ pub fn small_key_polynomial_size(n: usize) -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EncryptedOutputs {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned::pairs")]
     pub(crate) samples: Vec<(LweCiphertextListOwned<u64>, Vec<u32>)>,
 }
 
@@ -127,6 +167,11 @@ impl CompiledCircuit {
     /// Plans `circuit` for TFHE under `config`: encodings, noise, parameter set.
     pub fn compile(circuit: Circuit, config: &FheConfig) -> Result<Self> {
         let plan = plan(&circuit, config)?;
+        Self::with_fingerprint(circuit, plan)
+    }
+
+    /// The compiled circuit of `circuit` and `plan`, its fingerprint computed from them.
+    fn with_fingerprint(circuit: Circuit, plan: Plan) -> Result<Self> {
         let bytes = bincode::serde::encode_to_vec(
             (&circuit, &plan.parameters, &plan.deltas, &plan.small_key),
             bincode::config::standard(),
@@ -548,14 +593,14 @@ impl CompiledCircuit {
         envelope::seal(Kind::Model, &self.fingerprint, self)
     }
 
-    /// Reads a compiled circuit.
+    /// Reads a compiled circuit: decoding validates circuit and plan and recomputes the
+    /// fingerprint (see [`CompiledCircuit`]), which must be the one in the header.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let me: Self = envelope::open(bytes, Kind::Model, None, limits::MODEL_BYTES)?;
         let header = envelope::peek_fingerprint(bytes, Kind::Model)?;
         if header != me.fingerprint {
             return Err(FheError::Format { what: "model", detail: "fingerprint does not match the content".into() });
         }
-        me.plan.parameters.validate()?;
         Ok(me)
     }
 }
@@ -584,9 +629,29 @@ impl ClientSpec {
     }
 
     /// Checks a spec read from an untrusted file: its parameter set must be bounded and
-    /// secure (see [`crate::generated::check_security`]) before any key is made.
+    /// secure (see [`crate::generated::check_security`]) before any key is made, and every
+    /// input's shape, ranges and scales must agree (so that encrypting allocates what the
+    /// spec holds, and every scale is one a plan can give).
     pub fn validate(&self) -> Result<()> {
-        self.parameter_set.validate()
+        self.parameter_set.validate()?;
+        let bad = |detail: String| Err(FheError::Format { what: "client specification", detail });
+        for (i, (shape, ranges, deltas)) in self.inputs.iter().enumerate() {
+            let elements = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+            if elements != Some(ranges.len()) || deltas.len() != ranges.len() {
+                return bad(format!(
+                    "input {i}: shape {shape:?}, {} ranges and {} scales disagree",
+                    ranges.len(),
+                    deltas.len()
+                ));
+            }
+            if ranges.iter().any(|r| r.lo > r.hi) || deltas.iter().any(|d| !(1..=63).contains(d)) {
+                return bad(format!("input {i}: an empty range or a scale outside 2^1..2^63"));
+            }
+        }
+        if !self.small_key_inputs.is_empty() && self.small_key_inputs.len() != self.inputs.len() {
+            return bad(format!("{} small-key flags for {} inputs", self.small_key_inputs.len(), self.inputs.len()));
+        }
+        Ok(())
     }
 
     fn check(&self, what: &'static str, found: &Fingerprint) -> Result<()> {
@@ -778,7 +843,24 @@ envelope_io!(CompressedEvaluationKey, Kind::CompressedEvaluationKey, limits::KEY
 envelope_io!(EncryptedInputs, Kind::EncryptedInputs, limits::CIPHERTEXT_BYTES);
 envelope_io!(EncryptedOutputs, Kind::EncryptedOutputs, limits::CIPHERTEXT_BYTES);
 
+/// The conformance parameters of the server key of `compiled`'s parameter set.
+fn server_key_conformance(compiled: &CompiledCircuit) -> (AtomicPatternParameters, MaxDegree) {
+    let params = compiled.plan.parameters.set().params;
+    let max_degree = MaxDegree::from_msg_carry_modulus(params.message_modulus, params.carry_modulus);
+    (AtomicPatternParameters::from(params), max_degree)
+}
+
 impl CompressedEvaluationKey {
+    /// Reads an untrusted key for `compiled` as tfhe-rs's `safe_deserialize_conformant`
+    /// does: size-limited, versioned, then checked against the model's parameter set
+    /// ([`CompressedEvaluationKey::check_conformant`]) before it is returned, so nothing is
+    /// expanded from dimensions a client claims.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let key = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        key.check_conformant(compiled)?;
+        Ok(key)
+    }
+
     /// Checks an untrusted key against the circuit it claims to serve, before anything is
     /// expanded: a circuit without table lookups takes no key at all; otherwise the key's
     /// keyswitching and bootstrapping keys must have exactly the dimensions, levels, bases,
@@ -794,9 +876,7 @@ impl CompressedEvaluationKey {
             }
             (None, true) => Err(FheError::MissingEvaluationKey),
             (Some(key), true) => {
-                let params = compiled.plan.parameters.set().params;
-                let max_degree = MaxDegree::from_msg_carry_modulus(params.message_modulus, params.carry_modulus);
-                if key.is_conformant(&(AtomicPatternParameters::from(params), max_degree)) {
+                if key.is_conformant(&server_key_conformance(compiled)) {
                     Ok(())
                 } else {
                     Err(FheError::BadKey(format!(
@@ -816,6 +896,47 @@ impl CompressedEvaluationKey {
     /// Expands the seeded key for evaluation.
     pub fn decompress(&self) -> EvaluationKey {
         EvaluationKey { fingerprint: self.fingerprint, key: self.key.as_ref().map(CompressedServerKey::decompress) }
+    }
+}
+
+impl EvaluationKey {
+    /// Reads an untrusted expanded key for `compiled`: size-limited, versioned, then checked
+    /// against the model's parameter set ([`EvaluationKey::check_conformant`]) before it is
+    /// returned.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let key = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        key.check_conformant(compiled)?;
+        Ok(key)
+    }
+
+    /// Checks an untrusted expanded key against the circuit it claims to serve: none for a
+    /// circuit without lookups; otherwise keyswitching and bootstrapping keys of exactly the
+    /// parameter set's dimensions, levels, bases and modulus (tfhe-rs's conformance check), so
+    /// that evaluation never hands tfhe-rs a key whose sizes disagree with the ciphertexts.
+    pub fn check_conformant(&self, compiled: &CompiledCircuit) -> Result<()> {
+        compiled.check_key("evaluation key", &self.fingerprint)?;
+        match (&self.key, compiled.plan.report.needs_evaluation_key) {
+            (None, false) => Ok(()),
+            (Some(_), false) => {
+                Err(FheError::BadKey("this model has no table lookups and takes no evaluation key".into()))
+            }
+            (None, true) => Err(FheError::MissingEvaluationKey),
+            (Some(key), true) if key.is_conformant(&server_key_conformance(compiled)) => Ok(()),
+            (Some(_), true) => Err(FheError::BadKey(format!(
+                "its dimensions do not match the model's parameter set {}",
+                compiled.plan.parameters.set().name
+            ))),
+        }
+    }
+}
+
+impl EncryptedInputs {
+    /// Reads an untrusted batch for `compiled`: size-limited, versioned, then checked against
+    /// the circuit's parameters ([`CompiledCircuit::check_inputs`]) before it is returned.
+    pub fn from_bytes_conformant(bytes: &[u8], compiled: &CompiledCircuit) -> Result<Self> {
+        let inputs = Self::from_bytes(bytes, &compiled.fingerprint)?;
+        compiled.check_inputs(&inputs)?;
+        Ok(inputs)
     }
 }
 

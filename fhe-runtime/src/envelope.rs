@@ -16,7 +16,19 @@ const MAGIC: &[u8; 6] = b"FHEML\0";
 // 2: plans carry many-LUT groups (`Plan::shared`), reports and configs their fields.
 // 4: plans carry their sanitization, client specifications whether outputs are sanitized.
 // 5: small-key inputs (plans, reports, client specifications and encrypted inputs).
-const FORMAT_VERSION: u8 = 5;
+// 6: keys and ciphertexts hold tfhe-rs objects in tfhe-rs's versioned form (models and
+//    client specifications, which hold none, stay at 5).
+const FORMAT_VERSION: u8 = 6;
+/// The version of kinds that hold no tfhe-rs object.
+const MODEL_FORMAT_VERSION: u8 = 5;
+
+/// The format version this build writes and reads for `kind`.
+fn format_version(kind: Kind) -> u8 {
+    match kind {
+        Kind::Model | Kind::ClientSpec => MODEL_FORMAT_VERSION,
+        _ => FORMAT_VERSION,
+    }
+}
 const HEADER_LEN: usize = 6 + 1 + 1 + 32 + 8 + 32;
 
 /// What an envelope holds.
@@ -89,7 +101,7 @@ pub fn seal<T: Serialize>(kind: Kind, fingerprint: &Fingerprint, value: &T) -> R
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.push(kind as u8);
-    out.push(FORMAT_VERSION);
+    out.push(format_version(kind));
     out.extend_from_slice(&fingerprint.0);
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(&payload));
@@ -111,9 +123,15 @@ pub fn peek_fingerprint(bytes: &[u8], kind: Kind) -> Result<Fingerprint> {
         let found = Kind::from_byte(bytes[6]).map_or("something unknown", Kind::name);
         return Err(bad(format!("this file holds {found}, not {what}")));
     }
-    if bytes[7] != FORMAT_VERSION {
+    let version = format_version(kind);
+    if bytes[7] != version {
+        let hint = if bytes[7] < version && version == FORMAT_VERSION {
+            ": keys and ciphertexts of earlier versions must be generated again"
+        } else {
+            ""
+        };
         return Err(bad(format!(
-            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+            "format version {} is not supported (this build reads version {version}){hint}",
             bytes[7]
         )));
     }

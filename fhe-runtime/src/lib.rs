@@ -50,6 +50,7 @@ mod simulate;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tfhe_backend;
+pub mod versioned;
 
 #[cfg(test)]
 mod noise_tests;

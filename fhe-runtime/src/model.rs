@@ -35,8 +35,10 @@ impl std::str::FromStr for Mode {
     }
 }
 
-/// A model ready for encrypted inference.
+/// A model ready for encrypted inference. Decoding one validates its compiled circuit (see
+/// [`CompiledCircuit`]) and checks that the lowered model describes that same circuit.
 #[derive(Serialize, Deserialize)]
+#[serde(try_from = "StoredFheModel")]
 pub struct FheModel {
     model: ModelCircuit,
     compiled: CompiledCircuit,
@@ -49,6 +51,34 @@ pub struct FheModel {
     /// by [`FheModel::estimate_deviations`] (classifiers: label flips).
     #[serde(default)]
     deviations: Option<f64>,
+}
+
+/// [`FheModel`] as stored (the skipped fields are not written), before validation.
+#[derive(Deserialize)]
+struct StoredFheModel {
+    model: ModelCircuit,
+    compiled: CompiledCircuit,
+    #[serde(default)]
+    deviations: Option<f64>,
+}
+
+impl TryFrom<StoredFheModel> for FheModel {
+    type Error = FheError;
+
+    fn try_from(stored: StoredFheModel) -> Result<Self> {
+        let StoredFheModel { model, compiled, deviations } = stored;
+        let circuit = compiled.circuit();
+        if model.circuit != *circuit
+            || model.inputs.len() != circuit.inputs().len()
+            || model.outputs.len() != circuit.outputs().len()
+        {
+            return Err(FheError::Format {
+                what: "model",
+                detail: "the lowered model does not describe the compiled circuit".into(),
+            });
+        }
+        Ok(Self { model, compiled, keys: OnceLock::new(), sanitizer: OnceLock::new(), deviations })
+    }
 }
 
 impl FheModel {

@@ -96,6 +96,7 @@ pub(crate) fn mask_seed(fingerprint: &Fingerprint) -> CompressionSeed {
 #[derive(Serialize, Deserialize)]
 pub struct PublicKey {
     fingerprint: Fingerprint,
+    #[serde(with = "crate::versioned")]
     key: SeededLweCompactPublicKeyOwned<u64>,
 }
 

@@ -145,11 +145,16 @@ impl RawTable {
     /// unless `options.no_header`, ragged rows, duplicate or empty header names, and a file
     /// without data rows.
     pub fn read(path: &Path, options: CsvOptions) -> Result<Self> {
-        let display = path.display().to_string();
-        let bad = |detail: String| Error::Data { path: display.clone(), detail };
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&path.display().to_string(), &text, options)
+    }
+
+    /// [`RawTable::read`] of a file's text; `display` names the file in errors.
+    pub fn parse(display: &str, text: &str, options: CsvOptions) -> Result<Self> {
+        let display = display.to_string();
+        let bad = |detail: String| Error::Data { path: display.clone(), detail };
         // Spreadsheets often save UTF-8 with a byte-order mark, which would end up in the first name.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let delimiter = options.delimiter.unwrap_or_else(|| detect_delimiter(text));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)

@@ -21,6 +21,8 @@
 pub mod client_part;
 pub mod data;
 pub mod error;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod model_file;
 pub mod registry;
 

@@ -435,39 +435,51 @@ impl SavedModel {
                     .into(),
             ));
         }
-        let open = |bytes| fheml_fhe_runtime::open::<SavedModelV3>(bytes, Kind::Model, None, limits::MODEL_BYTES);
-        match open(bytes) {
+        // Decoding validates the compiled circuit and recomputes its fingerprint; the header's
+        // (what keys and ciphertexts are tied to) must be that one.
+        let model = Self::decode(registry, bytes).map_err(data)?;
+        if fheml_fhe_runtime::peek_fingerprint(bytes, Kind::Model)? != model.fhe.compiled().fingerprint() {
+            return Err(data("model: the header's fingerprint does not match the content".into()));
+        }
+        Ok(model)
+    }
+
+    /// The current layout, else the two before it.
+    fn decode(registry: &Registry, bytes: &[u8]) -> std::result::Result<Self, String> {
+        let open_v3 = fheml_fhe_runtime::open::<SavedModelV3>(bytes, Kind::Model, None, limits::MODEL_BYTES);
+        let current = match open_v3 {
             Ok(v3) if v3.layout == LAYOUT => {
-                let float = registry.decode(&v3.family, &v3.float).map_err(|e| data(e.to_string()))?;
-                Ok(SavedModel { name: v3.name, feature_names: v3.feature_names, float, fhe: v3.fhe, schema: v3.schema })
+                let float = registry.decode(&v3.family, &v3.float).map_err(|e| e.to_string())?;
+                return Ok(SavedModel {
+                    name: v3.name,
+                    feature_names: v3.feature_names,
+                    float,
+                    fhe: v3.fhe,
+                    schema: v3.schema,
+                });
             }
-            current => {
-                let open_v2 = fheml_fhe_runtime::open::<SavedModelV2>(bytes, Kind::Model, None, limits::MODEL_BYTES);
-                let open_v1 = || fheml_fhe_runtime::open::<SavedModelV1>(bytes, Kind::Model, None, limits::MODEL_BYTES);
-                match (open_v2, current) {
-                    (Ok(v2), _) => Ok(SavedModel {
-                        name: v2.name,
-                        feature_names: v2.feature_names,
-                        float: v2.float.boxed(),
-                        fhe: v2.fhe,
-                        schema: v2.schema,
-                    }),
-                    (Err(_), current) => match open_v1() {
-                        Ok(v1) => Ok(SavedModel {
-                            schema: DataSchema::numeric(&v1.feature_names),
-                            name: v1.name,
-                            feature_names: v1.feature_names,
-                            float: v1.float.boxed(),
-                            fhe: v1.fhe,
-                        }),
-                        // The current layout's error names the real problem (truncation, checksum, ...).
-                        Err(_) => Err(data(match current {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "unknown model file layout".into(),
-                        })),
-                    },
-                }
-            }
+            Ok(_) => "unknown model file layout".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if let Ok(v2) = fheml_fhe_runtime::open::<SavedModelV2>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
+            return Ok(SavedModel {
+                name: v2.name,
+                feature_names: v2.feature_names,
+                float: v2.float.boxed(),
+                fhe: v2.fhe,
+                schema: v2.schema,
+            });
+        }
+        match fheml_fhe_runtime::open::<SavedModelV1>(bytes, Kind::Model, None, limits::MODEL_BYTES) {
+            Ok(v1) => Ok(SavedModel {
+                schema: DataSchema::numeric(&v1.feature_names),
+                name: v1.name,
+                feature_names: v1.feature_names,
+                float: v1.float.boxed(),
+                fhe: v1.fhe,
+            }),
+            // The current layout's error names the real problem (truncation, checksum, ...).
+            Err(_) => Err(current),
         }
     }
 }

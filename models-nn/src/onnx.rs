@@ -141,7 +141,7 @@ pub fn import_onnx(path: &Path) -> Result<ImportedOnnx> {
 /// Imports an ONNX model held in memory; `name` stands for the file in errors. A model
 /// whose weights live in external data files must be imported with [`import_onnx`].
 pub fn import_onnx_bytes(bytes: &[u8], name: &str) -> Result<ImportedOnnx> {
-    let onnx_err = |detail: String| NnError::Onnx { path: name.to_string(), detail };
+    let onnx_err = |detail: String| NnError::Onnx { path: name.to_string(), detail: printable(&detail, 600) };
     let model = ModelProto::parse_from_bytes(bytes).map_err(|e| onnx_err(format!("not an ONNX protobuf: {e}")))?;
     let chain = raw_chain(&model).map_err(|e| e.into_error(name))?;
     // onnx-ir's own checks are thorough but not all are errors: guard against a panic on
@@ -161,10 +161,32 @@ enum Fail {
 impl Fail {
     fn into_error(self, path: &str) -> NnError {
         match self {
-            Fail::Unsupported { op, node, detail } => NnError::UnsupportedOp { op, node, detail },
-            Fail::Invalid(detail) => NnError::Onnx { path: path.to_string(), detail },
+            Fail::Unsupported { op, node, detail } => NnError::UnsupportedOp {
+                op: printable(&op, 80),
+                node: printable(&node, 80),
+                detail: printable(&detail, 600),
+            },
+            Fail::Invalid(detail) => NnError::Onnx { path: path.to_string(), detail: printable(&detail, 600) },
         }
     }
+}
+
+/// Text from a file (operator and node names, and messages quoting them) made fit for a
+/// one-line error: control characters escaped, at most `max` characters.
+fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 type Conv<T> = std::result::Result<T, Fail>;

@@ -321,3 +321,86 @@ fn onnx_unknown_domain_and_unnamed_nodes_are_named_in_errors() {
         other => panic!("expected UnsupportedOp, got {other:?}"),
     }
 }
+
+/// Fuzzing of the ONNX importer on the stable toolchain: proptest-driven mutations of the
+/// fixtures' protobuf bytes. Every case imports or is refused with a one-line error, and an
+/// imported network evaluates a row or refuses it: never a panic. `FHEML_FUZZ_CASES`
+/// multiplies the case count (`cargo xtask fuzz`).
+mod fuzz {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use fheml_models_nn::onnx::import_onnx_bytes;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    const FIXTURES: &[&str] = &["mlp.onnx", "binary.onnx", "cnn.onnx", "maxpool.onnx", "residual.onnx"];
+
+    fn cases(base: u32) -> u32 {
+        let factor = std::env::var("FHEML_FUZZ_CASES").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+        base.saturating_mul(factor.max(1))
+    }
+
+    /// One edit: set a byte, write a huge varint, insert, remove, truncate.
+    fn edit() -> impl Strategy<Value = (u8, Index, u8)> {
+        (0u8..5, any::<Index>(), any::<u8>())
+    }
+
+    fn apply(bytes: &mut Vec<u8>, edits: &[(u8, Index, u8)]) {
+        for (kind, at, value) in edits {
+            if bytes.is_empty() {
+                return;
+            }
+            let p = at.index(bytes.len());
+            match kind {
+                0 => bytes[p] = *value,
+                1 => {
+                    let end = (p + 9).min(bytes.len());
+                    bytes[p..end].fill(0xff);
+                }
+                2 => bytes.insert(p, *value),
+                3 => drop(bytes.drain(p..(p + 1 + usize::from(*value % 16)).min(bytes.len()))),
+                _ => bytes.truncate(p),
+            }
+        }
+    }
+
+    /// Found by the fuzzer: an operator name with a line break made a two-line error (a
+    /// file's names now have their control characters escaped in messages).
+    #[test]
+    fn fuzz_found_a_line_break_in_an_operator_name_is_escaped() {
+        let mut bytes = std::fs::read(super::fixture("mlp.onnx")).unwrap();
+        let gemms: Vec<usize> = (0..bytes.len() - 3).filter(|&i| &bytes[i..i + 4] == b"Gemm").collect();
+        assert!(!gemms.is_empty());
+        for at in gemms {
+            bytes[at + 2] = b'\n';
+        }
+        let err = import_onnx_bytes(&bytes, "mlp.onnx").unwrap_err().to_string();
+        assert!(err.contains("Ge\\nm") && !err.contains('\n'), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(600)))]
+
+        #[test]
+        fn fuzz_mutated_onnx_files_import_or_are_refused(
+            which in any::<Index>(),
+            edits in prop::collection::vec(edit(), 1..4),
+        ) {
+            let mut bytes = std::fs::read(super::fixture(FIXTURES[which.index(FIXTURES.len())])).unwrap();
+            apply(&mut bytes, &edits);
+            let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), fheml_models_nn::NnError> {
+                let imported = import_onnx_bytes(&bytes, "fuzzed.onnx")?;
+                let n = imported.network.n_inputs();
+                if n <= 1 << 16 {
+                    imported.forward_row(&vec![0.25; n])?;
+                }
+                Ok(())
+            }))
+            .map_err(|_| TestCaseError::fail("the ONNX importer panicked"))?;
+            if let Err(e) = result {
+                let text = e.to_string();
+                prop_assert!(!text.contains('\n') && text.len() <= 1000, "not one line: {text:?}");
+            }
+        }
+    }
+}

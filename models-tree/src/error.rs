@@ -89,3 +89,21 @@ impl TreeError {
         Self::InvalidParameter { name: name.to_string(), reason: reason.into() }
     }
 }
+
+/// Text from a file (names, and messages quoting them) made fit for a one-line error:
+/// control characters escaped, at most `max` characters.
+pub(crate) fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

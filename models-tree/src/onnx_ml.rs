@@ -69,11 +69,11 @@ const FLOAT: i32 = 1;
 const DOUBLE: i32 = 11;
 
 fn malformed(detail: impl Into<String>) -> TreeError {
-    TreeError::OnnxMlFormat(detail.into())
+    TreeError::OnnxMlFormat(crate::error::printable(&detail.into(), 600))
 }
 
 fn unsupported(detail: impl Into<String>) -> TreeError {
-    TreeError::OnnxMlUnsupported(detail.into())
+    TreeError::OnnxMlUnsupported(crate::error::printable(&detail.into(), 600))
 }
 
 fn display_name(node: &NodeProto, index: usize) -> String {

@@ -26,7 +26,15 @@ struct At<'v, 'p> {
 }
 
 fn malformed(path: &str, detail: impl Into<String>) -> TreeError {
-    TreeError::XgboostFormat { path: path.to_string(), detail: detail.into() }
+    TreeError::XgboostFormat {
+        path: crate::error::printable(path, 200),
+        detail: crate::error::printable(&detail.into(), 600),
+    }
+}
+
+/// What the file asks that is not supported (its text may quote the file's strings).
+fn unsupported(detail: String) -> TreeError {
+    TreeError::XgboostUnsupported(crate::error::printable(&detail, 600))
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -139,7 +147,7 @@ fn objective_info(name: &str) -> Result<ObjectiveInfo> {
         }
         "count:poisson" | "reg:gamma" | "reg:tweedie" => (false, PostProcessing::Exp, log),
         other => {
-            return Err(TreeError::XgboostUnsupported(format!(
+            return Err(unsupported(format!(
                 "objective `{other}`; supported: binary:logistic, binary:logitraw, multi:softprob, multi:softmax, \
                  reg:squarederror, reg:absoluteerror, reg:pseudohubererror, reg:squaredlogerror, count:poisson, \
                  reg:gamma, reg:tweedie"
@@ -162,7 +170,7 @@ fn read_tree(tree: &Value, path: &str, output: usize) -> Result<Tree> {
     {
         let size = count(At { v: size, path: &join(&p, "size_leaf_vector") })?;
         if size > 1 {
-            return Err(TreeError::XgboostUnsupported(format!(
+            return Err(unsupported(format!(
                 "{path} has vector leaves (size_leaf_vector {size}, multi_strategy=multi_output_tree)"
             )));
         }
@@ -193,7 +201,7 @@ fn read_tree(tree: &Value, path: &str, output: usize) -> Result<Tree> {
     if let Some(types) = tree.get("split_type") {
         let types = ints(At { v: types, path: &join(path, "split_type") })?;
         if let Some(i) = (0..n).find(|&i| types.get(i).is_some_and(|t| *t != 0) && left[i] != -1) {
-            return Err(TreeError::XgboostUnsupported(format!("{path} node {i} is a categorical split")));
+            return Err(unsupported(format!("{path} node {i} is a categorical split")));
         }
     }
     // Renumber the reachable nodes in visiting order.
@@ -249,7 +257,7 @@ pub fn ensemble_from_xgboost_json(text: &str) -> Result<TreeEnsemble> {
     if let Some(v) = model_param.get("num_target") {
         let targets = count(At { v, path: &join(lp, "num_target") })?;
         if targets > 1 {
-            return Err(TreeError::XgboostUnsupported(format!("{targets} targets (multi-output regression)")));
+            return Err(unsupported(format!("{targets} targets (multi-output regression)")));
         }
     }
     let base = base_scores(At { v: get(model_param, lp, "base_score")?, path: &join(lp, "base_score") })?;
@@ -263,7 +271,7 @@ pub fn ensemble_from_xgboost_json(text: &str) -> Result<TreeEnsemble> {
     match booster.get("name").and_then(Value::as_str) {
         Some("gbtree") | None => {}
         Some(other) => {
-            return Err(TreeError::XgboostUnsupported(format!("booster `{other}`; only gbtree is supported")));
+            return Err(unsupported(format!("booster `{other}`; only gbtree is supported")));
         }
     }
     let mp = "learner.gradient_booster.model";

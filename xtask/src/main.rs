@@ -10,8 +10,10 @@
 //!   [--limit ROWS] [--max-exec-bits 6] [--max-exec-seconds 120] [--out-dir bench] [--replot]`:
 //!   accuracy, bootstraps, input ciphertexts and Execute latency against n_bits, one model per
 //!   family, to `bench/sweep.{json,csv}` and the figure `bench/nbits_sweep.svg`.
-//! - `cargo xtask fuzz [--factor N]`: the decoder fuzz tests (fhe-runtime's `tests/it/fuzz.rs`)
-//!   with N times their `cargo test` case counts (default 20), in release mode.
+//! - `cargo xtask fuzz [--factor N]`: every decoder fuzz test (fhe-runtime's envelopes, keys,
+//!   batches, answers and model files; the CLI's model files, CSV files and client parts; the
+//!   ONNX, ONNX-ML and XGBoost importers) with N times their `cargo test` case counts
+//!   (default 20), in release mode.
 //! - `cargo xtask release <version> [--execute] [--no-verify]`: lockstep version bump of every
 //!   crate and inter-crate requirement, Cargo.lock, the CHANGELOG heading, the publish order, and
 //!   `cargo publish --dry-run` of the bumped crates, all on a temporary copy; prints the commit and
@@ -46,14 +48,27 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         [flag, n] if flag == "--factor" => n.parse::<u32>().map_err(|_| format!("--factor {n}: not a number"))?,
         _ => return Err("usage: cargo xtask fuzz [--factor N]".into()),
     };
-    let args = ["test", "--release", "-p", "fheml-fhe-runtime", "--test", "it", "fuzz"];
-    eprintln!("$ FHEML_FUZZ_CASES={factor} cargo {}", args.join(" "));
-    let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .env("FHEML_FUZZ_CASES", factor.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(()).ok_or_else(|| "fuzz failed".to_string())
+    // Each crate's fuzz tests, selected by name (the client part's fuzz runs its fixed count).
+    let runs: [&[&str]; 4] = [
+        &["-p", "fheml-fhe-runtime", "--test", "it", "fuzz"],
+        &["-p", "fheml", "--lib", "--", "fuzz_tests", "mutated_client_parts"],
+        &["-p", "fheml-models-tree", "--test", "it", "fuzz"],
+        &["-p", "fheml-models-nn", "--test", "onnx", "fuzz"],
+    ];
+    let mut failed = Vec::new();
+    for run in runs {
+        let args: Vec<&str> = ["test", "--release"].into_iter().chain(run.iter().copied()).collect();
+        eprintln!("$ FHEML_FUZZ_CASES={factor} cargo {}", args.join(" "));
+        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(&args)
+            .env("FHEML_FUZZ_CASES", factor.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            failed.push(run[1]);
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("fuzz failed in {}", failed.join(", "))) }
 }
 
 /// `cargo xtask bench`: `--micro` runs the crates' criterion benches; anything else runs

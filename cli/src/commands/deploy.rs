@@ -161,10 +161,10 @@ impl RunArgs {
             }
             None => None,
         };
-        let key = CompressedEvaluationKey::from_bytes(&read_limited(&eval_key, limits::KEY_BYTES)?, &fp)?;
-        key.check_conformant(compiled)?;
+        let key =
+            CompressedEvaluationKey::from_bytes_conformant(&read_limited(&eval_key, limits::KEY_BYTES)?, compiled)?;
         let key = key.decompress();
-        let query = EncryptedInputs::from_bytes(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, &fp)?;
+        let query = EncryptedInputs::from_bytes_conformant(&read_limited(&input, limits::CIPHERTEXT_BYTES)?, compiled)?;
         let sanitization = sanitizer.as_ref().map_or(Sanitization::Off, Sanitization::On);
         let answer = compiled.run_with(&key, &query, sanitization)?;
         write_atomically(&out, &answer.to_bytes()?)?;

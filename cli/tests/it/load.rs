@@ -40,13 +40,16 @@ impl Drop for Server {
 struct Inputs {
     fingerprint: Fingerprint,
     samples: usize,
+    #[serde(with = "fheml_fhe_runtime::versioned")]
     packed: SeededGlweCiphertextListOwned<u64>,
+    #[serde(with = "fheml_fhe_runtime::versioned")]
     small: Option<SeededGlweCiphertextListOwned<u64>>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct CompressedKey {
     fingerprint: Fingerprint,
+    #[serde(with = "fheml_fhe_runtime::versioned")]
     key: Option<tfhe::shortint::CompressedServerKey>,
 }
 
@@ -54,6 +57,7 @@ struct CompressedKey {
 struct SecretKey {
     fingerprint: Fingerprint,
     parameter_set: Parameters,
+    #[serde(with = "fheml_fhe_runtime::versioned")]
     key: tfhe::shortint::ClientKey,
 }
 

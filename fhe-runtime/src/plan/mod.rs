@@ -45,6 +45,7 @@
 //! under the large key.
 
 mod candidates;
+mod check;
 mod config;
 mod deltas;
 mod evaluate;

@@ -41,6 +41,10 @@ struct Fixture {
     compressed_key: Vec<u8>,
     outputs: Vec<u8>,
     client_key_bytes: Vec<u8>,
+    /// The model files of `lookup` and `leveled`.
+    models: [Vec<u8>; 2],
+    /// `eval_key` expanded, as a server that stores expanded keys would read it back.
+    expanded_key: Vec<u8>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -67,6 +71,8 @@ fn fixture() -> &'static Fixture {
         let leveled_inputs =
             leveled.client_spec().encrypt(&leveled_client, &[vec![vec![1, 7, 15]]]).unwrap().to_bytes().unwrap();
         Fixture {
+            models: [lookup.to_bytes().unwrap(), leveled.to_bytes().unwrap()],
+            expanded_key: eval_key.to_bytes().unwrap(),
             leveled_key: leveled.leveled_key().unwrap(),
             client_key_bytes: client_key.to_bytes().unwrap(),
             inputs: query.to_bytes().unwrap(),
@@ -295,6 +301,54 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
+
+    /// A model file (the server's own, but a file anyone may have edited): decode, which
+    /// validates the circuit and plan and recomputes the fingerprint, then what a server does
+    /// with a model: its client part, a clear and a simulated evaluation.
+    #[test]
+    fn mutated_model_files_are_refused_or_used_never_panic(m in mutations(), leveled in any::<bool>()) {
+        let f = fixture();
+        let bytes = mutate(&f.models[usize::from(leveled)], &m);
+        let result = no_panic("model file", || {
+            let compiled = CompiledCircuit::from_bytes(&bytes)?;
+            let spec = compiled.client_spec();
+            spec.validate()?;
+            let sample: Vec<Vec<i64>> = spec.inputs.iter().map(|(_, ranges, _)| ranges.iter().map(|r| r.lo).collect()).collect();
+            compiled.circuit().evaluate_clear(&sample)?;
+            compiled.simulate(&[sample], 7)?;
+            Ok::<_, FheError>(())
+        })?;
+        if let Err(e) = result {
+            check_message("model file", &e)?;
+        }
+    }
+}
+
+proptest! {
+    // Each case copies and decodes megabytes of key and each conformant one evaluates with
+    // it (seconds in a debug build): few cases here, more with `cargo xtask fuzz`.
+    #![proptest_config(ProptestConfig::with_cases(cases(16)))]
+
+    /// An expanded evaluation key read back (from a key store, a file): decode, conformance
+    /// check, then evaluate an honest batch with it.
+    #[test]
+    fn mutated_expanded_keys_are_refused_or_used_never_panic(m in mutations()) {
+        let f = fixture();
+        let bytes = mutate(&f.expanded_key, &m);
+        let result = no_panic("expanded key", || {
+            let key = EvaluationKey::from_bytes_conformant(&bytes, &f.lookup)?;
+            let inputs = EncryptedInputs::from_bytes_conformant(&f.inputs, &f.lookup)?;
+            f.lookup.run(&key, &inputs)?;
+            Ok::<_, FheError>(())
+        })?;
+        if let Err(e) = result {
+            check_message("expanded key", &e)?;
+        }
+    }
+}
+
+proptest! {
     // Each conformant case expands a key (tens of milliseconds): fewer cases.
     #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
@@ -304,8 +358,7 @@ proptest! {
         let f = fixture();
         let bytes = mutate(&f.compressed_key, &m);
         let result = no_panic("compressed key", || {
-            let key = CompressedEvaluationKey::from_bytes(&bytes, &f.lookup.fingerprint())?;
-            key.check_conformant(&f.lookup)?;
+            let key = CompressedEvaluationKey::from_bytes_conformant(&bytes, &f.lookup)?;
             key.decompress();
             Ok::<_, FheError>(())
         })?;

@@ -7,3 +7,4 @@ mod many_lut;
 mod optimizer;
 mod serialization;
 mod small_key;
+mod validated_load;

@@ -87,3 +87,99 @@ fn oversized_payloads_are_refused_before_decoding() {
     let err = EncryptedInputs::from_bytes(&bytes, &fp).unwrap_err();
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
 }
+
+/// `bytes` (an envelope) made to claim the model `fingerprint`, in its header and in its
+/// content (every payload starts with it), checksum recomputed: what a hostile client can do.
+/// The error of a result whose value has no `Debug`.
+fn error<T>(result: Result<T, FheError>) -> FheError {
+    match result {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    }
+}
+
+fn relabelled(bytes: &[u8], fingerprint: &fheml_fhe_runtime::Fingerprint) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut payload = bytes[80..].to_vec();
+    payload[..32].copy_from_slice(&fingerprint.0);
+    let mut out = bytes[..8].to_vec();
+    out.extend_from_slice(&fingerprint.0);
+    out.extend_from_slice(&bytes[40..48]);
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn keys_of_another_parameter_set_are_refused_before_expansion() {
+    use fheml_fhe_runtime::ParameterMode;
+
+    let model = lookup_circuit(1);
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[2], Interval::new(0, 3).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 2, |v| v + 1))).unwrap();
+    b.output(y).unwrap();
+    let vetted = FheConfig::params().parameter_mode(ParameterMode::Vetted).check().unwrap();
+    let other = CompiledCircuit::compile(b.build().unwrap(), &vetted).unwrap();
+    assert_ne!(model.plan().parameters, other.plan().parameters, "two parameter sets");
+    let fp = model.fingerprint();
+
+    // Honest keys pass.
+    let (_, honest) = model.client_spec().keygen_compressed();
+    let honest_bytes = honest.to_bytes().unwrap();
+    let key = CompressedEvaluationKey::from_bytes_conformant(&honest_bytes, &model).unwrap();
+    let expanded = key.decompress().to_bytes().unwrap();
+    EvaluationKey::from_bytes_conformant(&expanded, &model).unwrap();
+
+    // A key of another parameter set (other dimensions), labelled for this model: refused by
+    // the conformance check, which runs before anything is expanded.
+    let (_, foreign) = other.client_spec().keygen_compressed();
+    let hostile = relabelled(&foreign.to_bytes().unwrap(), &fp);
+    assert!(CompressedEvaluationKey::from_bytes(&hostile, &fp).is_ok(), "it decodes: only conformance tells");
+    let err = error(CompressedEvaluationKey::from_bytes_conformant(&hostile, &model));
+    assert!(matches!(err, FheError::BadKey(_)), "{err}");
+    assert!(err.to_string().contains("dimensions do not match"), "{err}");
+    let hostile_expanded = relabelled(&foreign.decompress().to_bytes().unwrap(), &fp);
+    let err = error(EvaluationKey::from_bytes_conformant(&hostile_expanded, &model));
+    assert!(matches!(err, FheError::BadKey(_)), "{err}");
+
+    // A leveled model takes no key at all.
+    let leveled = {
+        let mut b = CircuitBuilder::new();
+        let x = b.input(&[2], Interval::new(0, 3).unwrap());
+        let y = b.add_const(x, ndarray::arr1(&[1]).into_dyn()).unwrap();
+        b.output(y).unwrap();
+        CompiledCircuit::compile(b.build().unwrap(), &FheConfig::default()).unwrap()
+    };
+    let err = error(CompressedEvaluationKey::from_bytes_conformant(
+        &relabelled(&honest_bytes, &leveled.fingerprint()),
+        &leveled,
+    ));
+    assert!(err.to_string().contains("takes no evaluation key"), "{err}");
+
+    // Keys written before tfhe-rs objects were versioned (format 5) are refused, saying why.
+    let mut old = honest_bytes.clone();
+    old[7] = 5;
+    let err = error(CompressedEvaluationKey::from_bytes_conformant(&old, &model)).to_string();
+    assert!(err.contains("format version 5") && err.contains("generated again"), "{err}");
+}
+
+#[test]
+fn batches_that_do_not_conform_are_refused_on_decoding() {
+    let model = lookup_circuit(1);
+    let client = model.client_spec();
+    let (client_key, _) = client.keygen();
+    let honest = client.encrypt(&client_key, &[vec![vec![1, 2]]]).unwrap().to_bytes().unwrap();
+    EncryptedInputs::from_bytes_conformant(&honest, &model).unwrap();
+    // A batch of another parameter set's ciphertexts, labelled for this model.
+    let mut b = CircuitBuilder::new();
+    let x = b.input(&[2], Interval::new(0, 3).unwrap());
+    let y = b.lookup(x, Lut::Single(Table::from_fn(0, 2, |v| v + 1))).unwrap();
+    b.output(y).unwrap();
+    let vetted = FheConfig::params().parameter_mode(fheml_fhe_runtime::ParameterMode::Vetted).check().unwrap();
+    let other = CompiledCircuit::compile(b.build().unwrap(), &vetted).unwrap();
+    let (other_key, _) = other.client_spec().keygen();
+    let foreign = other.client_spec().encrypt(&other_key, &[vec![vec![1, 2]]]).unwrap().to_bytes().unwrap();
+    let err = EncryptedInputs::from_bytes_conformant(&relabelled(&foreign, &model.fingerprint()), &model).unwrap_err();
+    assert!(matches!(err, FheError::BadCiphertexts(_)), "{err}");
+}

@@ -51,7 +51,10 @@ impl InputQuantization {
     /// weights apply to every pixel of a channel, so its pixels must share one scale).
     pub fn for_network(network: &Network, n_bits: u8, data: ArrayView2<f64>) -> Result<Self> {
         if data.ncols() != network.n_inputs() {
-            return Err(NnError::FeatureCount { expected: network.n_inputs(), got: data.ncols() });
+            return Err(NnError::Input(fheml_quant::DataError::FeatureCount {
+                expected: network.n_inputs(),
+                got: data.ncols(),
+            }));
         }
         let convolves_its_input = network
             .layers()

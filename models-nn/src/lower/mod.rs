@@ -116,7 +116,7 @@ pub fn lower(
     }
     let n = network.n_inputs();
     if input.quantizer.len() != n || input.scale.len() != n || input.zero.len() != n {
-        return Err(NnError::FeatureCount { expected: n, got: input.quantizer.len() });
+        return Err(NnError::Input(fheml_quant::DataError::FeatureCount { expected: n, got: input.quantizer.len() }));
     }
     let mut lowering = Lowering { b: CircuitBuilder::new(), settings, min_rounding };
     let ranges = input.quantizer.quantizers().iter().map(|q| Interval { lo: q.qmin(), hi: q.qmax() }).collect();

@@ -6,5 +6,6 @@ mod common;
 mod equivalence;
 mod errors;
 mod execute;
+mod fuzz;
 mod onnx_ml;
 mod xgboost_fixture;
